@@ -4,7 +4,6 @@ negative sampling, and MLM masking. Each is tested on its own.
 
 import torch
 import torch.distributed as dist
-import torch.distributed.nn  # differentiable all_gather
 import torch.nn.functional as F
 
 
@@ -12,10 +11,30 @@ def _is_distributed() -> bool:
     return dist.is_available() and dist.is_initialized() and dist.get_world_size() > 1
 
 
+class _AllGatherWithGrad(torch.autograd.Function):
+    """all_gather whose backward returns to each process the sum over processes of the gradient w.r.t. its rows.
+
+    Written here because `torch.distributed.nn.functional.all_gather` is deprecated and its gloo backward goes
+    through all_to_all; an all_reduce of the gathered gradient is the same sum, on every backend.
+    """
+
+    @staticmethod
+    def forward(ctx, tensor: torch.Tensor) -> torch.Tensor:
+        parts = [torch.empty_like(tensor) for _ in range(dist.get_world_size())]
+        dist.all_gather(parts, tensor.contiguous())
+        return torch.stack(parts)
+
+    @staticmethod
+    def backward(ctx, grad: torch.Tensor) -> torch.Tensor:
+        grad = grad.contiguous()
+        dist.all_reduce(grad)
+        return grad[dist.get_rank()]
+
+
 def gather_batches(tensor: torch.Tensor, with_grad: bool) -> torch.Tensor:
     """
     Concatenates `tensor` (first axis = batch) from every process, in rank order. Batches may differ in size
-    (e.g. the last batch). With `with_grad`, gradients flow back to the process that owns each row (`torch.distributed.nn.functional.all_gather`), so the sum over
+    (e.g. the last batch). With `with_grad`, gradients flow back to the process that owns each row, so the sum over
     processes of local-row losses has the same gradient as one process computing the whole batch.
     """
     if not _is_distributed():
@@ -27,7 +46,7 @@ def gather_batches(tensor: torch.Tensor, with_grad: bool) -> torch.Tensor:
     sizes = [int(size.item()) for size in sizes]
     padded = F.pad(tensor, (0,) * (2 * (tensor.ndim - 1)) + (0, max(sizes) - tensor.shape[0]))
     if with_grad:
-        parts = torch.distributed.nn.functional.all_gather(padded)
+        parts = _AllGatherWithGrad.apply(padded)
     else:
         parts = [torch.zeros_like(padded) for _ in range(world_size)]
         dist.all_gather(parts, padded)

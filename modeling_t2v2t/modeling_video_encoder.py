@@ -7,6 +7,7 @@ temporal modules are new. With one frame and every temporal gate at 0 the encode
 model's function.
 """
 
+import functools
 from dataclasses import dataclass
 
 import torch
@@ -88,31 +89,38 @@ class T2V2TVisionEmbeddings(nn.Module):
         return self.dropout(embeddings)
 
 
+@functools.lru_cache(maxsize=8)
+def relative_position_index(side: int) -> torch.Tensor:
+    """(L, L) index into BEiT's bias table for a side x side patch grid plus [CLS] (L = side² + 1).
+
+    Computed, not stored as a buffer: transformers 5 builds models on the meta device and would leave a
+    non-persistent buffer uninitialised after `from_pretrained`.
+    """
+    num_relative_distance = (2 * side - 1) ** 2 + 3
+    coords = torch.stack(torch.meshgrid(torch.arange(side), torch.arange(side), indexing="ij")).flatten(1)
+    relative = (coords[:, :, None] - coords[:, None, :]).permute(1, 2, 0) + (side - 1)  # (P, P, 2), >= 0
+    index = torch.zeros((side * side + 1,) * 2, dtype=torch.long)
+    index[1:, 1:] = relative[..., 0] * (2 * side - 1) + relative[..., 1]
+    index[0, :] = num_relative_distance - 3  # cls -> token
+    index[:, 0] = num_relative_distance - 2  # token -> cls
+    index[0, 0] = num_relative_distance - 1  # cls -> cls
+    return index
+
+
 class RelativePositionBias(nn.Module):
     """BEiT's learned relative position bias over a fixed patch grid, with three extra entries for [CLS]."""
 
     def __init__(self, config: T2V2TVisionConfig):
         super().__init__()
-        side = config.image_size // config.patch_size
-        self.num_relative_distance = (2 * side - 1) ** 2 + 3
+        self.side = config.image_size // config.patch_size
         self.relative_position_bias_table = nn.Parameter(
-            torch.zeros(self.num_relative_distance, config.num_attention_heads)
+            torch.zeros((2 * self.side - 1) ** 2 + 3, config.num_attention_heads)
         )
-        self.register_buffer("relative_position_index", self._position_index(side), persistent=False)
-
-    def _position_index(self, side: int) -> torch.Tensor:
-        coords = torch.stack(torch.meshgrid(torch.arange(side), torch.arange(side), indexing="ij")).flatten(1)
-        relative = (coords[:, :, None] - coords[:, None, :]).permute(1, 2, 0) + (side - 1)  # (P, P, 2), >= 0
-        index = torch.zeros((side * side + 1,) * 2, dtype=torch.long)
-        index[1:, 1:] = relative[..., 0] * (2 * side - 1) + relative[..., 1]
-        index[0, :] = self.num_relative_distance - 3  # cls -> token
-        index[:, 0] = self.num_relative_distance - 2  # token -> cls
-        index[0, 0] = self.num_relative_distance - 1  # cls -> cls
-        return index
 
     def forward(self) -> torch.Tensor:
-        length = self.relative_position_index.shape[0]
-        bias = self.relative_position_bias_table[self.relative_position_index.view(-1)]
+        index = relative_position_index(self.side).to(self.relative_position_bias_table.device)
+        length = index.shape[0]
+        bias = self.relative_position_bias_table[index.view(-1)]
         return bias.view(length, length, -1).permute(2, 0, 1)[None]  # (1, H, L, L)
 
 

@@ -1,0 +1,29 @@
+# All set-up and runs go through these targets; they create .venv on first use and work offline.
+PYTHON ?= python3
+VENV ?= .venv
+PY := $(VENV)/bin/python
+
+export HF_HUB_OFFLINE := 1
+export HF_DATASETS_OFFLINE := 1
+export TRANSFORMERS_OFFLINE := 1
+export HF_HUB_DISABLE_TELEMETRY := 1
+export GRADIO_ANALYTICS_ENABLED := False
+export TOKENIZERS_PARALLELISM := false
+
+.PHONY: setup quickstart test
+
+setup: $(VENV)/.installed
+
+# torch/torchvision first, pinned: they are the versions on this machine's local index (newer are refused).
+$(VENV)/.installed: pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip
+	$(PY) -m pip install -q torch==2.14.1 torchvision==0.29.1
+	$(PY) -m pip install -q -e ".[dev]"
+	touch $@
+
+quickstart: setup
+	$(PY) training/quickstart.py --output_dir outputs/quickstart
+
+test: setup
+	$(PY) -m pytest -q tests

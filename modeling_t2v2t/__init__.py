@@ -1,0 +1,54 @@
+"""t2v2t: text-to-video retrieval models (T2V2T and baselines) as Hugging Face transformers models.
+
+Importing this package registers the models with the Auto classes:
+
+```python
+>>> import modeling_t2v2t  # registers "t2v2t"
+>>> from transformers import AutoConfig, AutoModel
+>>> model = AutoModel.from_config(AutoConfig.for_model("t2v2t"))
+```
+
+Files in this folder import each other only relatively, so they can be copied into a Hub repository as custom
+code (`trust_remote_code=True`) and loaded where this package is not installed.
+"""
+
+from transformers import AutoConfig, AutoModel, AutoProcessor, AutoVideoProcessor
+
+from .configuration_t2v2t import T2V2TConfig, T2V2TTextConfig, T2V2TVisionConfig
+from .modeling_t2v2t import (
+    T2V2TForPreTraining,
+    T2V2TModel,
+    T2V2TOutput,
+    T2V2TPairScores,
+    T2V2TPreTrainedModel,
+    T2V2TTextEncoding,
+    T2V2TVideoEncoding,
+)
+from .processing_t2v2t import T2V2TProcessor
+from .video_processing_t2v2t import T2V2TVideoProcessor
+
+
+def _register_auto_classes() -> None:
+    # exist_ok: re-importing (e.g. after importlib.reload) must not fail.
+    AutoConfig.register(T2V2TConfig.model_type, T2V2TConfig, exist_ok=True)
+    AutoModel.register(T2V2TConfig, T2V2TModel, exist_ok=True)
+    AutoVideoProcessor.register(T2V2TConfig, T2V2TVideoProcessor, exist_ok=True)
+    AutoProcessor.register(T2V2TConfig, T2V2TProcessor, exist_ok=True)
+
+
+_register_auto_classes()
+
+__all__ = [
+    "T2V2TConfig",
+    "T2V2TTextConfig",
+    "T2V2TVisionConfig",
+    "T2V2TPreTrainedModel",
+    "T2V2TModel",
+    "T2V2TForPreTraining",
+    "T2V2TOutput",
+    "T2V2TPairScores",
+    "T2V2TTextEncoding",
+    "T2V2TVideoEncoding",
+    "T2V2TProcessor",
+    "T2V2TVideoProcessor",
+]

@@ -1,0 +1,138 @@
+"""The loss functions on their own: VTC against a naive loop, the distributed gather against one process,
+VTM negative sampling, MLM masking."""
+
+import os
+import socket
+
+import pytest
+import torch
+import torch.distributed as dist
+import torch.multiprocessing as mp
+import torch.nn.functional as F
+
+from modeling_t2v2t.losses_t2v2t import mask_tokens, sample_vtm_negatives, vtc_loss
+
+
+def naive_vtc(text, video, temperature, ids):
+    """Row-by-row multi-positive InfoNCE, both directions."""
+    total = 0.0
+    for queries, keys in ((text, video), (video, text)):
+        for i in range(len(ids)):
+            logits = torch.stack([queries[i] @ keys[j] / temperature for j in range(len(ids))])
+            positives = [j for j in range(len(ids)) if ids[j] == ids[i]]
+            total = total - sum(F.log_softmax(logits, 0)[j] for j in positives) / len(positives) / len(ids)
+    return total / 2
+
+
+def random_pairs(batch=6, dim=8, seed=0):
+    generator = torch.Generator().manual_seed(seed)
+    text = F.normalize(torch.randn(batch, dim, generator=generator), dim=-1)
+    video = F.normalize(torch.randn(batch, dim, generator=generator), dim=-1)
+    return text, video
+
+
+def test_vtc_matches_naive_multi_positive_loss():
+    text, video = random_pairs()
+    ids = torch.tensor([0, 0, 1, 2, 2, 2])
+    torch.testing.assert_close(vtc_loss(text, video, torch.tensor(0.1), ids), naive_vtc(text, video, 0.1, ids))
+    torch.testing.assert_close(vtc_loss(text, video, torch.tensor(0.1)), naive_vtc(text, video, 0.1, list(range(6))))
+
+
+def test_vtc_rejects_misshaped_ids():
+    text, video = random_pairs()
+    with pytest.raises(ValueError, match=r"video_ids must have shape \(6,\)"):
+        vtc_loss(text, video, torch.tensor(0.1), torch.tensor([0, 1]))
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def _distributed_worker(rank, world_size, port, text, video, ids, sizes, queue):
+    os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port))
+    dist.init_process_group("gloo", rank=rank, world_size=world_size)
+    start = sum(sizes[:rank])
+    rows = slice(start, start + sizes[rank])
+    local_text = text[rows].clone().requires_grad_(True)
+    local_video = video[rows].clone().requires_grad_(True)
+    loss = vtc_loss(local_text, local_video, torch.tensor(0.1), ids[rows])
+    loss.backward()
+    queue.put((rank, loss.item(), local_text.grad, local_video.grad))
+    dist.barrier()
+    dist.destroy_process_group()
+
+
+def _run_two_processes(text, video, ids, sizes):
+    context = mp.get_context("spawn")
+    queue = context.Queue()
+    port = _free_port()
+    processes = [context.Process(target=_distributed_worker, args=(r, 2, port, text, video, ids, sizes, queue))
+                 for r in range(2)]
+    for process in processes:
+        process.start()
+    results = sorted((queue.get(timeout=120) for _ in processes), key=lambda result: result[0])
+    for process in processes:
+        process.join(timeout=60)
+        assert process.exitcode == 0
+    return results
+
+
+def test_vtc_gathered_over_two_processes_equals_one_process():
+    """Each process scores its 3 rows against all 6 pairs (positives cross the process boundary). The mean of
+    the two losses is the one-process loss; each process's gradient is that of the SUM of both losses, so after
+    DDP's averaging over 2 processes it is exactly the one-process gradient."""
+    text, video = random_pairs(batch=6)
+    ids = torch.tensor([0, 0, 1, 2, 3, 3])
+    text_full, video_full = text.clone().requires_grad_(True), video.clone().requires_grad_(True)
+    full = vtc_loss(text_full, video_full, torch.tensor(0.1), ids)
+    full.backward()
+
+    results = _run_two_processes(text, video, ids, (3, 3))
+    assert (results[0][1] + results[1][1]) / 2 == pytest.approx(full.item(), abs=1e-6)
+    text_grad = torch.cat([result[2] for result in results]) / 2
+    video_grad = torch.cat([result[3] for result in results]) / 2
+    torch.testing.assert_close(text_grad, text_full.grad, atol=1e-6, rtol=1e-5)
+    torch.testing.assert_close(video_grad, video_full.grad, atol=1e-6, rtol=1e-5)
+
+
+def test_vtc_gather_handles_unequal_batches():
+    """A short last batch (4 + 2 rows): padding is trimmed, so the size-weighted mean loss is the full loss."""
+    text, video = random_pairs(batch=6)
+    ids = torch.tensor([0, 0, 1, 2, 3, 3])
+    full = vtc_loss(text, video, torch.tensor(0.1), ids)
+    results = _run_two_processes(text, video, ids, (4, 2))
+    assert (4 * results[0][1] + 2 * results[1][1]) / 6 == pytest.approx(full.item(), abs=1e-6)
+
+
+def test_vtm_negatives_are_never_positives_and_follow_similarity():
+    ids = torch.tensor([0, 0, 1, 2])
+    similarity = torch.zeros(4, 4)
+    similarity[0, 3] = similarity[2, 3] = 10.0  # videos: texts 0 and 2 find video 3 most similar
+    torch.manual_seed(0)
+    for _ in range(50):
+        negative_videos, negative_texts = sample_vtm_negatives(similarity, ids)
+        assert all(ids[negative_videos[i]] != ids[i] for i in range(4))
+        assert all(ids[negative_texts[j]] != ids[j] for j in range(4))
+        assert negative_videos[0] == 3 and negative_videos[2] == 3  # hard negatives dominate
+    with pytest.raises(ValueError, match="at least two different videos"):
+        sample_vtm_negatives(similarity, torch.zeros(4, dtype=torch.long))
+
+
+def test_mask_tokens_follows_bert_recipe():
+    torch.manual_seed(0)
+    input_ids = torch.randint(5, 1000, (64, 64))
+    input_ids[:, 0], input_ids[:, -1] = 2, 3  # [CLS] ... [SEP]
+    input_ids[:, -8:-1] = 0  # padding
+    masked, labels = mask_tokens(input_ids, 0.5, mask_token_id=4, vocab_size=1000, special_token_ids=[0, 2, 3])
+    picked = labels != -100
+    special = (input_ids == 0) | (input_ids == 2) | (input_ids == 3)
+    assert not bool((picked & special).any())
+    assert torch.equal(labels[picked], input_ids[picked])
+    assert torch.equal(masked[~picked], input_ids[~picked])
+    assert picked.sum() / (~special).sum() == pytest.approx(0.5, abs=0.03)
+    share_masked = (masked[picked] == 4).float().mean()
+    share_kept = (masked[picked] == input_ids[picked]).float().mean()
+    assert share_masked == pytest.approx(0.8, abs=0.03)
+    assert share_kept == pytest.approx(0.1, abs=0.03)  # plus the rare random draw of the same token
