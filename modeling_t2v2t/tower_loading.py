@@ -37,21 +37,21 @@ def _square_size(value, field: str, source: str) -> int:
 def vision_config_from_image_config(image_config, overrides: dict) -> dict:
     """`T2V2TVisionConfig` fields equivalent to a transformers `BeitConfig` or `ViTConfig`."""
     model_type = image_config.model_type
+    if model_type not in ("beit", "vit"):
+        raise ValueError(
+            f"The vision checkpoint is a {model_type!r} model; T2V2T's video encoder loads 'beit' or 'vit' ones."
+        )
     fields = {name: getattr(image_config, name) for name in _SHARED_VISION_FIELDS}
     fields["image_size"] = _square_size(fields["image_size"], "image_size", model_type)
     fields["patch_size"] = _square_size(fields["patch_size"], "patch_size", model_type)
     if model_type == "beit":
         fields.update({name: getattr(image_config, name) for name in _BEIT_FIELDS})
         fields.update(qkv_bias=True, key_bias=False)
-    elif model_type == "vit":
+    else:  # vit
         qkv_bias = getattr(image_config, "qkv_bias", True)
         fields.update(
             qkv_bias=qkv_bias, key_bias=qkv_bias, layer_scale_init_value=0.0, use_absolute_position_embeddings=True,
             use_relative_position_bias=False, use_shared_relative_position_bias=False, use_mean_pooling=False,
-        )
-    else:
-        raise ValueError(
-            f"The vision checkpoint is a {model_type!r} model; T2V2T's video encoder loads 'beit' or 'vit' ones."
         )
     fields.update(overrides)
     return fields
