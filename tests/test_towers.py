@@ -54,9 +54,9 @@ def test_video_encoder_equals_image_model_per_frame(tower, tmp_path, text_tower)
     # Every tower weight was copied: only T2V2T's own modules are new.
     new_weights = ("text_model.encoder.layer.2.crossattention.", "vision_proj.", "text_proj.", "temp",
                    "t2v_layers.", "itm_head.", "vision_layernorm.")
-    copied_by_mistake = [key for key in info["missing_keys"] if "temporal" not in key
+    tower_weights_not_copied = [key for key in info["missing_keys"] if "temporal" not in key
                          and not key.startswith(new_weights)]
-    assert copied_by_mistake == []
+    assert tower_weights_not_copied == []
     assert any("temporal_attention" in key for key in info["missing_keys"])
     assert all(key.endswith(("pooler.dense.weight", "pooler.dense.bias")) for key in info["unexpected_keys"])
 
