@@ -12,7 +12,7 @@ Files in this folder import each other only relatively, so they can be copied in
 code (`trust_remote_code=True`) and loaded where this package is not installed.
 """
 
-from transformers import AutoConfig, AutoModel, AutoProcessor, AutoVideoProcessor
+from transformers import AutoConfig, AutoModel, AutoModelForPreTraining, AutoProcessor, AutoVideoProcessor
 
 from .configuration_t2v2t import T2V2TConfig, T2V2TTextConfig, T2V2TVisionConfig
 from .modeling_t2v2t import (
@@ -24,6 +24,7 @@ from .modeling_t2v2t import (
     T2V2TTextEncoding,
     T2V2TVideoEncoding,
 )
+from .hub_export import save_hub_folder
 from .processing_t2v2t import T2V2TProcessor
 from .video_processing_t2v2t import T2V2TVideoProcessor
 
@@ -32,6 +33,7 @@ def _register_auto_classes() -> None:
     # exist_ok: re-importing (e.g. after importlib.reload) must not fail.
     AutoConfig.register(T2V2TConfig.model_type, T2V2TConfig, exist_ok=True)
     AutoModel.register(T2V2TConfig, T2V2TModel, exist_ok=True)
+    AutoModelForPreTraining.register(T2V2TConfig, T2V2TForPreTraining, exist_ok=True)
     AutoVideoProcessor.register(T2V2TConfig, T2V2TVideoProcessor, exist_ok=True)
     AutoProcessor.register(T2V2TConfig, T2V2TProcessor, exist_ok=True)
 
@@ -51,4 +53,5 @@ __all__ = [
     "T2V2TVideoEncoding",
     "T2V2TProcessor",
     "T2V2TVideoProcessor",
+    "save_hub_folder",
 ]

@@ -80,8 +80,14 @@ class T2V2TForPreTrainingOutput(ModelOutput):
     vtm_logits: torch.FloatTensor | None = None
 
 
+class _RowSelectable(ModelOutput):
+    def select(self, index: torch.Tensor):
+        """The same encoding for rows `index` (e.g. one query repeated against each candidate video)."""
+        return type(self)(**{key: value[index] for key, value in self.items()})
+
+
 @dataclass
-class T2V2TTextEncoding(ModelOutput):
+class T2V2TTextEncoding(_RowSelectable):
     """Text features to cache for retrieval: `text_embeds` (B, E) for search, `text_states` (B, N, D) for rerank."""
 
     text_embeds: torch.FloatTensor | None = None
@@ -90,7 +96,7 @@ class T2V2TTextEncoding(ModelOutput):
 
 
 @dataclass
-class T2V2TVideoEncoding(ModelOutput):
+class T2V2TVideoEncoding(_RowSelectable):
     """
     Video features to cache for retrieval: `video_embeds` (B, E) for search; `frame_embeds` (B, T, E) the
     normalised per-frame embeddings; `video_tokens` (B, T*L, D) the tokens the joint encoder attends to
@@ -349,7 +355,9 @@ class T2V2TModel(T2V2TPreTrainedModel):
     ) -> T2V2TPairScores:
         """
         Joint-encoder match scores of aligned (text i, video i) pairs, for reranking. Pass raw inputs, or cached
-        `encode_text`/`encode_video` results (index them to form pairs) so each video is encoded once.
+        `encode_text`/`encode_video` results so each video is encoded once; form pairs with their `select(index)`,
+        e.g. `score_pairs(text_encoding=text.select(torch.zeros(k, dtype=torch.long)), video_encoding=videos)`
+        scores one query against k videos.
         """
         self._require_joint_encoder("score_pairs()")
         if text_encoding is None:

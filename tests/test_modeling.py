@@ -122,6 +122,13 @@ def test_features_and_pair_scores_match_forward():
         raw = model.score_pairs(inputs["input_ids"], inputs["attention_mask"], inputs["pixel_values_videos"])
     torch.testing.assert_close(cached.vtm_logits, out.vtm_logits)
     torch.testing.assert_close(raw.scores, out.vtm_logits[:, 1])
+    # One query against every video, from the cached encodings.
+    with torch.no_grad():
+        query_vs_all = model.score_pairs(text_encoding=text_encoding.select(torch.zeros(4, dtype=torch.long)),
+                                         video_encoding=video_encoding).scores
+        one_by_one = [model.score_pairs(inputs["input_ids"][:1], inputs["attention_mask"][:1],
+                                        inputs["pixel_values_videos"][v:v + 1]).scores for v in range(4)]
+    torch.testing.assert_close(query_vs_all, torch.cat(one_by_one))
 
 
 def test_score_pairs_reports_bypass_probabilities():
