@@ -43,7 +43,7 @@ def test_mode_shapes_without_loss():
             assert len(model.text_model.encoder.layer) == config.fusion_layer
         else:
             assert out.vtm_logits.shape == (3, 2)
-        assert (model.t2v_layers is not None) == (mode in ("t2v2t", "naive_t2v2t")) if mode != "none" else True
+            assert (model.t2v_layers is not None) == (mode in ("t2v2t", "naive_t2v2t"))
 
 
 @pytest.mark.parametrize("mode,bypass", JOINT_VARIANTS + [("none", "self")])
@@ -265,3 +265,15 @@ def test_gradient_checkpointing_leaves_loss_and_gradients_unchanged(model_class)
     torch.testing.assert_close(loss_ckpt, loss_plain)
     for name, grad in grads_plain.items():
         torch.testing.assert_close(grads_ckpt[name], grad, msg=name)
+
+
+def test_bf16_autocast_and_bf16_weights_train():
+    config = tiny_config()
+    inputs = tiny_inputs(config)
+    model = T2V2TForPreTraining(config)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        loss = model(**inputs, return_loss=True).loss
+    loss.backward()
+    assert torch.isfinite(loss) and model.t2v2t.itm_head.weight.grad is not None
+    bf16_loss = T2V2TModel(config).to(torch.bfloat16)(**inputs, return_loss=True).loss
+    assert torch.isfinite(bf16_loss)
