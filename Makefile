@@ -10,7 +10,7 @@ export HF_HUB_DISABLE_TELEMETRY := 1
 export GRADIO_ANALYTICS_ENABLED := False
 export TOKENIZERS_PARALLELISM := false
 
-.PHONY: setup quickstart test
+.PHONY: setup quickstart test decoders
 
 setup: $(VENV)/.installed
 
@@ -27,3 +27,9 @@ quickstart: setup
 
 test: setup
 	$(PY) -m pytest -q tests
+
+# Optional: the torchcodec and decord decoding backends (root on Debian 12 for the FFmpeg libraries).
+decoders: setup
+	apt-get install -y --no-install-recommends libavcodec59 libavformat59 libavutil57 libswscale6 \
+		libswresample4 libavdevice59 libavfilter8
+	$(PY) -m pip install -q -e ".[torchcodec,decord]"

@@ -7,8 +7,10 @@ of the BEiT checkpoint the video encoder starts from (mean = std = 0.5).
 Video files are decoded with PyAV, which bundles its own FFmpeg (transformers decodes paths with torchcodec only).
 """
 
+import bisect
 import os
 from collections.abc import Callable
+from dataclasses import dataclass
 
 import av
 import numpy as np
@@ -121,31 +123,55 @@ def make_video_list(videos) -> list:
     return [_as_video(videos, "videos")]
 
 
-def _count_frames(container, stream) -> int:
-    # Demuxing reads packets without decoding them; the final flush packet is empty.
-    return sum(1 for packet in container.demux(stream) if packet.size > 0)
+@dataclass
+class _PacketScan:
+    count: int  # packets with data, i.e. frames
+    origin: int | None  # presentation timestamp of frame 0
+    keyframes: list[int]  # presentation timestamps of keyframes, ascending
 
 
-def _decode_by_seeking(container, stream, indices: np.ndarray) -> dict[int, np.ndarray] | None:
-    """Decode the frames at `indices` by seeking to the keyframe before each one; `None` when that is not possible."""
-    rate, time_base = stream.average_rate, stream.time_base
-    if not rate or not time_base:
-        return None
-    start = stream.start_time or 0
-    wanted, frames = set(indices.tolist()), {}
-    for target in sorted(wanted):
-        if target in frames:
+def _scan_packets(container, stream) -> _PacketScan:
+    """One demux pass, reading packets without decoding them (the final flush packet is empty)."""
+    count, origin, keyframes = 0, None, []
+    for packet in container.demux(stream):
+        if packet.size == 0:
             continue
-        container.seek(start + int(target / (rate * time_base)), stream=stream, backward=True)
-        for frame in container.decode(stream):
+        count += 1
+        if packet.pts is not None:
+            origin = packet.pts if origin is None else min(origin, packet.pts)
+            if packet.is_keyframe:
+                keyframes.append(packet.pts)
+    return _PacketScan(count, origin, sorted(keyframes))
+
+
+def _decode_by_seeking(container, stream, indices: np.ndarray, scan: _PacketScan) -> dict[int, np.ndarray] | None:
+    """Decode the frames at `indices` in one forward pass; `None` when timestamps do not map onto frame numbers.
+
+    Frame numbers count from the first frame's timestamp, not `stream.start_time` (some AVI files start at pts 1
+    while the stream says 0). A seek lands on the keyframe before its target, so it is taken only when that
+    keyframe lies beyond the frame just decoded: no frame is decoded twice (torchcodec's strategy).
+    """
+    rate, time_base = stream.average_rate, stream.time_base
+    if not rate or not time_base or scan.origin is None or not scan.keyframes:
+        return None
+    ticks_per_frame = 1 / (rate * time_base)
+    keyframe_numbers = [round((pts - scan.origin) / ticks_per_frame) for pts in scan.keyframes]
+    wanted, frames = set(indices.tolist()), {}
+    decoder, position = None, -1  # position: number of the last decoded frame
+    for target in sorted(wanted):
+        keyframe = bisect.bisect_right(keyframe_numbers, target) - 1
+        if decoder is None or (keyframe >= 0 and keyframe_numbers[keyframe] > position + 1):
+            container.seek(scan.keyframes[max(keyframe, 0)], stream=stream, backward=True)
+            decoder = container.decode(stream)
+        for frame in decoder:
             if frame.pts is None:
                 return None
-            index = round((frame.pts - start) * time_base * rate)
-            if index in wanted:
-                frames.setdefault(index, frame.to_ndarray(format="rgb24"))
-            if index >= target:
+            position = round((frame.pts - scan.origin) / ticks_per_frame)
+            if position in wanted:
+                frames.setdefault(position, frame.to_ndarray(format="rgb24"))
+            if position >= target:
                 break
-    # Timestamps that do not map onto frame numbers (variable frame rate, odd headers) leave holes: decode in order.
+    # Variable frame rates or odd headers leave holes: the caller then decodes in order.
     return frames if wanted <= frames.keys() else None
 
 
@@ -201,7 +227,8 @@ def load_video_file(
                 raise ValueError(f"Video file {path} has no video stream.")
             stream = container.streams.video[0]
             header_count = stream.frames
-            total = header_count or _count_frames(container, stream)
+            scan = _scan_packets(container, stream)
+            total = header_count or scan.count
             if total == 0:
                 raise ValueError(f"Video file {path} has 0 frames.")
             fps = float(stream.average_rate) if stream.average_rate else None
@@ -216,7 +243,7 @@ def load_video_file(
             indices = _sample(sample_indices_fn, metadata)
             frames = None
             if header_count and sample_indices_fn is not None:
-                frames = _decode_by_seeking(container, stream, indices)
+                frames = _decode_by_seeking(container, stream, indices, scan)
             if frames is None:
                 frames, decoded = _decode_in_order(container, stream, indices)
                 if decoded <= indices.max():
