@@ -1,0 +1,113 @@
+"""From schema datasets to model batches.
+
+- `caption_pairs` turns one-row-per-video datasets into one row per (caption, video) pair, keeping an integer
+  `video_index` so captions of the same video are positives of one another in VTC.
+- `VideoTextCollator` decodes clips lazily, inside DataLoader workers (the collate function runs there), cleans
+  and tokenises captions, and returns `input_ids`, `attention_mask`, `pixel_values_videos`, `video_ids` (and
+  `return_loss=True` for the plain `Trainer`). Decoding in the collator, not in `with_transform`, lets a bad video
+  be dropped from its batch with a count and a log line when `skip_bad=True`.
+"""
+
+import logging
+
+import datasets
+import numpy as np
+import torch
+
+from .decoding import VideoDecodeError, decode_clip
+from .text_cleaning import clean_caption
+
+logger = logging.getLogger(__name__)
+
+
+def caption_pairs(dataset: datasets.Dataset) -> datasets.Dataset:
+    """One row per caption: `video`, `caption`, `video_id`, `video_index` (row of the video), `media_type`."""
+
+    def explode(batch, indices):
+        out = {"video": [], "caption": [], "video_id": [], "video_index": [], "media_type": []}
+        for position, index in enumerate(indices):
+            for caption in batch["captions"][position]:
+                out["video"].append(batch["video"][position])
+                out["caption"].append(caption)
+                out["video_id"].append(batch["video_id"][position])
+                out["video_index"].append(index)
+                out["media_type"].append(batch["media_type"][position])
+        return out
+
+    return dataset.map(explode, batched=True, with_indices=True, remove_columns=dataset.column_names,
+                       desc="Caption pairs")
+
+
+class VideoTextCollator:
+    """
+    Collate function for (caption, video) rows from `caption_pairs`.
+
+    Args:
+        processor: a `T2V2TProcessor` (tokenizer + video processor; its frame sampling is bypassed because the
+            clip is already sampled here).
+        num_frames: frames per clip; defaults to the video processor's `num_frames`.
+        train: random frame per segment (training) or the middle one (evaluation).
+        backend: decoding backend name (see `processing.decoding.decode_clip`).
+        skip_bad: drop a clip that fails to decode from its batch (counted in `num_skipped`, logged) instead of
+            raising. A batch in which every clip fails still raises.
+        max_words: cap captions at this many words before tokenising (VindLU's `max_l`).
+        return_loss: add `return_loss=True`, so `Trainer` gets a loss from the model.
+
+    Images (`media_type="image"`) are 1-frame clips; a batch must not mix images and videos (group them).
+    """
+
+    def __init__(self, processor, num_frames: int | None = None, train: bool = True, backend: str = "pyav",
+                 skip_bad: bool = False, max_words: int | None = None, return_loss: bool = True):
+        self.processor = processor
+        self.num_frames = num_frames or processor.video_processor.num_frames
+        self.train = train
+        self.backend = backend
+        self.skip_bad = skip_bad
+        self.max_words = max_words
+        self.return_loss = return_loss
+        self.num_skipped = 0
+        self._rng = None  # created on first use, in the process (DataLoader worker) that decodes
+
+    def _generator(self) -> np.random.Generator:
+        if self._rng is None:
+            # torch seeds each DataLoader worker differently every epoch; follow it so runs are reproducible.
+            self._rng = np.random.default_rng(torch.initial_seed() % 2**63)
+        return self._rng
+
+    def _decode(self, row: dict, num_frames: int):
+        try:
+            return decode_clip(row["video"], num_frames, mode="random" if self.train else "middle",
+                               backend=self.backend, rng=self._generator() if self.train else None)
+        except (VideoDecodeError, FileNotFoundError) as error:
+            if not self.skip_bad:
+                raise
+            self.num_skipped += 1
+            logger.warning("Skipped %s: %s (%d skipped so far in this process)", row["video"], error,
+                           self.num_skipped)
+            return None
+
+    def __call__(self, rows: list[dict]) -> dict:
+        media = {row.get("media_type", "video") for row in rows}
+        if len(media) > 1:
+            raise ValueError("A batch mixes images and videos; batch them separately (group rows by media_type).")
+        num_frames = 1 if media == {"image"} else self.num_frames
+        kept, clips = [], []
+        for row in rows:
+            clip = self._decode(row, num_frames)
+            if clip is not None:
+                kept.append(row)
+                clips.append(clip)
+        if not kept:
+            raise ValueError(f"Every clip of this batch failed to decode: {[row['video'] for row in rows]}")
+        captions = [clean_caption(row["caption"], self.max_words) for row in kept]
+        for row, caption in zip(kept, captions):
+            if not caption:
+                raise ValueError(f"The caption of {row['video']} is empty after cleaning: {row['caption']!r}")
+        batch = dict(self.processor(text=captions, videos=clips, do_sample_frames=False))
+        batch["video_ids"] = torch.tensor([row["video_index"] for row in kept], dtype=torch.long)
+        if self.return_loss:
+            batch["return_loss"] = True
+        return batch
+
+
+__all__ = ["caption_pairs", "VideoTextCollator"]
