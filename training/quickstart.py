@@ -1,8 +1,9 @@
-"""Quickstart: build a tiny T2V2T, save it as a Hub-ready folder, reload it with the Auto classes as Hub custom
-code, and rank a few rendered clips for a text query (embedding search, then joint-encoder rerank).
+"""Quickstart: render a small copy of the built-in synthetic benchmark, build a tiny T2V2T, save it as a
+Hub-ready folder, reload it with the Auto classes as Hub custom code, and rank the test videos for a test caption
+(embedding search, then joint-encoder rerank).
 
 The model is randomly initialised, so its ranking is not meaningful yet: this shows the whole API path offline.
-Training on the built-in synthetic benchmark replaces the random weights once the training scripts land.
+Training on the synthetic benchmark replaces the random weights once the training scripts land.
 
     python training/quickstart.py --output_dir outputs/quickstart
 """
@@ -11,44 +12,25 @@ import argparse
 import logging
 from pathlib import Path
 
-import av
-import numpy as np
 import torch
 from transformers import AutoModel, AutoProcessor, BertTokenizer
 
 from modeling_t2v2t import T2V2TConfig, T2V2TModel, T2V2TProcessor, T2V2TVideoProcessor, save_hub_folder
+from processing.builders import build_vindlu_json
+from processing.synthetic_benchmark import ensure_benchmark
+from processing.text_cleaning import clean_caption
 
 logger = logging.getLogger("quickstart")
 
-COLOURS = {"red": (220, 40, 40), "green": (40, 200, 60), "blue": (50, 80, 230)}
-MOTIONS = {"left": (-1, 0), "right": (1, 0), "up": (0, -1), "down": (0, 1)}
-CLIPS = [("red", "right"), ("green", "left"), ("blue", "up"), ("red", "down")]
 
-
-def render_clip(path: Path, colour: str, motion: str, frames: int = 16, size: int = 64) -> Path:
-    """A square of `colour` moving `motion` on a grey background, written as an h264 mp4 with PyAV."""
-    dx, dy = MOTIONS[motion]
-    with av.open(str(path), "w") as container:
-        stream = container.add_stream("libx264", rate=8)
-        stream.width = stream.height = size
-        stream.pix_fmt = "yuv420p"
-        for t in range(frames):
-            image = np.full((size, size, 3), 128, dtype=np.uint8)
-            x = size // 2 - 8 + dx * (t - frames // 2) * 2
-            y = size // 2 - 8 + dy * (t - frames // 2) * 2
-            image[max(y, 0):max(y + 16, 0), max(x, 0):max(x + 16, 0)] = COLOURS[colour]
-            container.mux(stream.encode(av.VideoFrame.from_ndarray(image, format="rgb24")))
-        container.mux(stream.encode())
-    return path
-
-
-def build_processor(folder: Path, num_frames: int, image_size: int) -> T2V2TProcessor:
-    words = sorted(set(COLOURS) | set(MOTIONS) | {"a", "square", "moves", "the", "to"})
+def build_processor(folder: Path, captions: list[str], num_frames: int, image_size: int) -> T2V2TProcessor:
+    """A word-level BERT vocabulary of the benchmark's captions (no pretrained tokenizer is available offline)."""
+    words = sorted({word for caption in captions for word in clean_caption(caption).split()})
     folder.mkdir(parents=True, exist_ok=True)
     (folder / "vocab.txt").write_text("\n".join(["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]", *words]) + "\n")
     tokenizer = BertTokenizer(vocab=str(folder / "vocab.txt"))
     video_processor = T2V2TVideoProcessor(num_frames=num_frames, size={"height": image_size, "width": image_size})
-    return T2V2TProcessor(video_processor, tokenizer, max_length=16)
+    return T2V2TProcessor(video_processor, tokenizer, max_length=24)
 
 
 def tiny_config(vocab_size: int, num_frames: int, image_size: int) -> T2V2TConfig:
@@ -64,19 +46,20 @@ def tiny_config(vocab_size: int, num_frames: int, image_size: int) -> T2V2TConfi
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--output_dir", type=Path, default=Path("outputs/quickstart"))
-    parser.add_argument("--query", default="a red square moves to the right")
+    parser.add_argument("--num_videos", type=int, default=32, help="training videos of the benchmark to render")
     parser.add_argument("--num_frames", type=int, default=4)
     parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args()
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     torch.manual_seed(args.seed)
 
-    clip_dir = args.output_dir / "clips"
-    clip_dir.mkdir(parents=True, exist_ok=True)
-    clips = [render_clip(clip_dir / f"{colour}_{motion}.mp4", colour, motion) for colour, motion in CLIPS]
-    logger.info("1. Rendered %d clips into %s", len(clips), clip_dir)
+    benchmark = ensure_benchmark(args.output_dir / "synthetic", num_videos=args.num_videos, seed=args.seed)
+    train, _ = build_vindlu_json(benchmark["annotations"]["train"], benchmark["video_root"], split="train")
+    test, _ = build_vindlu_json(benchmark["annotations"]["test"], benchmark["video_root"], split="test")
+    logger.info("1. Synthetic benchmark ready: %d train, %d test videos", len(train), len(test))
 
-    processor = build_processor(args.output_dir / "tokenizer", args.num_frames, image_size=64)
+    captions = [caption for rows in (train["captions"], test["captions"]) for group in rows for caption in group]
+    processor = build_processor(args.output_dir / "tokenizer", captions, args.num_frames, image_size=64)
     model = T2V2TModel(tiny_config(len(processor.tokenizer), args.num_frames, image_size=64))
     hub_dir = save_hub_folder(model, processor, args.output_dir / "t2v2t-tiny")
     logger.info("2. Saved a Hub-ready folder: %s", hub_dir)
@@ -85,18 +68,21 @@ def main() -> None:
     processor = AutoProcessor.from_pretrained(hub_dir, trust_remote_code=True)
     logger.info("3. Reloaded %s and %s from the folder", type(model).__name__, type(processor).__name__)
 
+    query, answer = test[0]["captions"][0], 0
     with torch.no_grad():
-        videos = model.encode_video(processor(videos=[str(path) for path in clips])["pixel_values_videos"])
-        text = model.encode_text(**processor(text=[args.query]))
+        videos = model.encode_video(processor(videos=list(test["video"]))["pixel_values_videos"])
+        text = model.encode_text(**processor(text=[clean_caption(query)]))
         similarity = (text.text_embeds @ videos.video_embeds.T)[0]  # stage 1: embedding search
-        query_per_clip = text.select(torch.zeros(len(clips), dtype=torch.long))
-        reranked = model.score_pairs(text_encoding=query_per_clip, video_encoding=videos).scores  # stage 2
-    logger.info("4. Scored the query against every clip")
+        query_per_video = text.select(torch.zeros(len(test), dtype=torch.long))
+        reranked = model.score_pairs(text_encoding=query_per_video, video_encoding=videos).scores  # stage 2
+    logger.info("4. Scored the query against every test video")
 
-    print(f"\nQuery: {args.query!r}  (random weights: rankings are not meaningful before training)\n")
-    print(f"{'rank':>4}  {'clip':<22} {'embedding sim':>13} {'rerank score':>12}")
-    for rank, index in enumerate(torch.argsort(reranked, descending=True).tolist(), start=1):
-        print(f"{rank:>4}  {clips[index].name:<22} {similarity[index].item():>13.4f} {reranked[index].item():>12.4f}")
+    print(f"\nQuery: {query!r}  (random weights: rankings are not meaningful before training)\n")
+    print(f"{'rank':>4}  {'video':<18} {'embedding sim':>13} {'rerank score':>12}")
+    for rank, index in enumerate(torch.argsort(reranked, descending=True).tolist()[:5], start=1):
+        mark = "  <- the captioned video" if index == answer else ""
+        print(f"{rank:>4}  {test[index]['video_id'].split('/')[-1]:<18} {similarity[index].item():>13.4f} "
+              f"{reranked[index].item():>12.4f}{mark}")
 
 
 if __name__ == "__main__":
