@@ -234,6 +234,7 @@ def retrieval_metrics(
     recall_at: Sequence[int] = (1, 5, 10, 50),
     *,
     chunk_size: int = DEFAULT_CHUNK_SIZE,
+    similarity_v2t=None,
 ) -> dict[str, float]:
     """
     Text→video and video→text retrieval metrics from a caption-by-video similarity matrix.
@@ -245,6 +246,8 @@ def retrieval_metrics(
             share a video. Values outside `[0, num_videos)` raise `ValueError`.
         recall_at: the K of the reported R@K.
         chunk_size: queries compared at a time, bounding the intermediate memory.
+        similarity_v2t: optional `(num_texts, num_videos)` scores for the video→text direction only, when the two
+            directions were scored differently (two-stage search reranks each direction's own top-k).
 
     Returns:
         `{"t2v_R1", "t2v_R5", "t2v_R10", "t2v_R50", "t2v_MdR", "t2v_MnR", "t2v_RSum", "v2t_R1", ..., "v2t_RSum",
@@ -285,6 +288,11 @@ def retrieval_metrics(
     sim = _as_similarity(similarity, chunk_size)
     targets = _as_targets(text_to_video, sim)
     metrics = _summarise("t2v", _text_to_video_counts(sim, targets, chunk_size), recall_at)
+    if similarity_v2t is not None:
+        sim_v2t = _as_similarity(similarity_v2t, chunk_size)
+        if sim_v2t.shape != sim.shape:
+            raise ValueError(f"similarity_v2t has shape {tuple(sim_v2t.shape)}, similarity {tuple(sim.shape)}.")
+        sim = sim_v2t
     higher, positives, negatives, has_caption = _video_to_text_counts(sim, targets, chunk_size)
     metrics.update(_summarise("v2t", (higher[has_caption], positives[has_caption], negatives[has_caption]), recall_at))
     metrics["mean_recall"] = (metrics["t2v_RSum"] + metrics["v2t_RSum"]) / (2 * len(_SUMMARY_RECALLS))

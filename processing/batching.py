@@ -110,4 +110,47 @@ class VideoTextCollator:
         return batch
 
 
-__all__ = ["caption_pairs", "VideoTextCollator"]
+class CaptionCollator:
+    """Cleans and tokenises caption rows (`{"caption": str}`) into `input_ids`/`attention_mask`."""
+
+    def __init__(self, processor, max_words: int | None = None):
+        self.processor = processor
+        self.max_words = max_words
+
+    def __call__(self, rows: list[dict]) -> dict:
+        captions = [clean_caption(row["caption"], self.max_words) for row in rows]
+        return dict(self.processor(text=captions))
+
+
+class GalleryVideoCollator:
+    """Decodes evaluation clips (middle frame of each segment). Strict: a gallery video cannot be dropped without
+    shifting every later video's index, so a decoding error names the file and stops the evaluation."""
+
+    def __init__(self, processor, num_frames: int | None = None, backend: str = "pyav"):
+        self.processor = processor
+        self.num_frames = num_frames or processor.video_processor.num_frames
+        self.backend = backend
+
+    def __call__(self, rows: list[dict]) -> dict:
+        clips = [decode_clip(row["video"], 1 if row.get("media_type") == "image" else self.num_frames,
+                             mode="middle", backend=self.backend) for row in rows]
+        return dict(self.processor(videos=clips, do_sample_frames=False))
+
+
+def retrieval_loaders(dataset: datasets.Dataset, processor, batch_size: int = 16, num_workers: int = 0,
+                      num_frames: int | None = None, backend: str = "pyav", max_words: int | None = None):
+    """
+    DataLoaders for two-stage retrieval evaluation of a schema dataset: every caption (in order) and every video.
+    Returns `(caption_loader, video_loader, text_to_video, num_videos)`.
+    """
+    pairs = caption_pairs(dataset)
+    caption_loader = torch.utils.data.DataLoader(
+        pairs.select_columns(["caption"]), batch_size=batch_size,
+        collate_fn=CaptionCollator(processor, max_words), num_workers=num_workers)
+    video_loader = torch.utils.data.DataLoader(
+        dataset.select_columns(["video", "media_type"]), batch_size=batch_size,
+        collate_fn=GalleryVideoCollator(processor, num_frames, backend), num_workers=num_workers)
+    return caption_loader, video_loader, torch.tensor(list(pairs["video_index"])), len(dataset)
+
+
+__all__ = ["caption_pairs", "VideoTextCollator", "CaptionCollator", "GalleryVideoCollator", "retrieval_loaders"]

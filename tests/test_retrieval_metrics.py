@@ -301,3 +301,16 @@ def test_evaluate_module_known_answer_and_errors(retrieval_module):
         in_memory.compute(predictions=[[0.1, 0.2], [0.3]], references=[0, 1])
     with pytest.raises(ValueError, match="video index"):
         in_memory.compute(predictions=[[0.1, 0.2], [0.3, 0.4]], references=[0, 5])
+
+
+def test_separate_video_to_text_scores():
+    generator = np.random.default_rng(1)
+    t2v, v2t = generator.normal(size=(8, 4)), generator.normal(size=(8, 4))
+    ids = [0, 0, 1, 1, 2, 2, 3, 3]
+    combined = retrieval_metrics(t2v, ids, similarity_v2t=v2t)
+    assert {k: v for k, v in combined.items() if k.startswith("t2v")} == {
+        k: v for k, v in retrieval_metrics(t2v, ids).items() if k.startswith("t2v")}
+    assert {k: v for k, v in combined.items() if k.startswith("v2t")} == {
+        k: v for k, v in retrieval_metrics(v2t, ids).items() if k.startswith("v2t")}
+    with pytest.raises(ValueError, match="similarity_v2t has shape"):
+        retrieval_metrics(t2v, ids, similarity_v2t=v2t[:4])

@@ -1,0 +1,234 @@
+"""Two-stage retrieval evaluation (VindLU's protocol): embedding similarity for every caption-video pair, then the
+top-k candidates of each query rescored by the joint encoder, in both directions.
+
+Memory stays bounded: captions are encoded once and their states kept (small); each gallery video is encoded once,
+its embedding kept and its joint-encoder tokens written to a `VideoTokenStore` (in memory up to a budget, else a
+temporary memory-mapped file); candidate pairs are scored in fixed-size batches, grouped by video so each video's
+tokens are read once. T2V2T's tokens are conditioned on the caption inside the joint encoder, so no per-video
+key/value cache can be shared across captions: the cost of reranking grows with the number of pairs scored.
+"""
+
+import math
+import tempfile
+import time
+from dataclasses import dataclass, field
+from collections.abc import Iterable
+
+import numpy as np
+import torch
+from tqdm.auto import tqdm
+from transformers.utils import logging
+
+from .modeling_t2v2t import T2V2TTextEncoding, T2V2TVideoEncoding
+from .retrieval_metrics import retrieval_metrics
+
+logger = logging.get_logger(__name__)
+
+
+@dataclass
+class TwoStageResult:
+    """
+    `metrics`: `{"embedding": {...}, "reranked": {...}}` (see `retrieval_metrics`; no "reranked" without a joint
+    encoder). `similarity`: (texts, videos) embedding similarity. `t2v_scores`/`v2t_scores`: (texts, videos) scores
+    after reranking each direction's top-k (candidates carry the joint-encoder score, the others stay below them in
+    embedding order). `num_pairs_scored`: joint-encoder evaluations. `timings`: seconds per stage.
+    """
+
+    metrics: dict[str, dict[str, float]]
+    similarity: torch.Tensor
+    t2v_scores: torch.Tensor | None = None
+    v2t_scores: torch.Tensor | None = None
+    num_pairs_scored: int = 0
+    timings: dict[str, float] = field(default_factory=dict)
+
+
+class VideoTokenStore:
+    """
+    Joint-encoder tokens of every gallery video, written once and read back by video index. Kept in memory while
+    the whole store fits in `max_memory_bytes`, otherwise in a memory-mapped file in `directory` (a temporary one by
+    default), so evaluation memory does not grow with the gallery.
+    """
+
+    def __init__(self, num_videos: int, dtype=np.float16, max_memory_bytes: int = 2**30, directory: str | None = None):
+        self.num_videos = num_videos
+        self.dtype = np.dtype(dtype)
+        self.max_memory_bytes = max_memory_bytes
+        self.directory = directory
+        self._array = None
+        self._tempdir = None
+
+    @property
+    def on_disk(self) -> bool:
+        return isinstance(self._array, np.memmap)
+
+    def _allocate(self, token_shape: tuple[int, int]) -> None:
+        shape = (self.num_videos, *token_shape)
+        size = math.prod(shape) * self.dtype.itemsize
+        if size <= self.max_memory_bytes:
+            self._array = np.empty(shape, dtype=self.dtype)
+            return
+        self._tempdir = tempfile.TemporaryDirectory(dir=self.directory, prefix="t2v2t_tokens_")
+        path = f"{self._tempdir.name}/tokens.bin"
+        logger.info("Video tokens take %.1f GB: storing them in %s", size / 1e9, path)
+        self._array = np.memmap(path, dtype=self.dtype, mode="w+", shape=shape)
+
+    def put(self, start: int, tokens: torch.Tensor) -> None:
+        """Tokens (B, L, D) of videos `start .. start + B - 1`."""
+        if self._array is None:
+            self._allocate(tuple(tokens.shape[1:]))
+        self._array[start:start + tokens.shape[0]] = tokens.detach().float().cpu().numpy().astype(self.dtype)
+
+    def get(self, start: int, stop: int) -> torch.Tensor:
+        return torch.from_numpy(np.asarray(self._array[start:stop], dtype=np.float32))
+
+    def close(self) -> None:
+        self._array = None
+        if self._tempdir is not None:
+            self._tempdir.cleanup()
+
+
+def _to_device(batch: dict, device) -> dict:
+    return {key: value.to(device) if isinstance(value, torch.Tensor) else value for key, value in batch.items()}
+
+
+def _encode_texts(model, text_batches, device, progress: bool) -> T2V2TTextEncoding:
+    encodings = []
+    for batch in tqdm(text_batches, desc="Encoding captions", disable=not progress):
+        batch = _to_device(batch, device)
+        encodings.append(model.encode_text(batch["input_ids"], batch.get("attention_mask")))
+    length = max(encoding.text_states.shape[1] for encoding in encodings)
+
+    def padded(tensor, value=0):  # batches may be padded to different lengths
+        pad = [0, 0] * (tensor.ndim - 2) + [0, length - tensor.shape[1]]
+        return torch.nn.functional.pad(tensor, pad, value=value)
+
+    return T2V2TTextEncoding(
+        text_embeds=torch.cat([e.text_embeds for e in encodings]),
+        text_states=torch.cat([padded(e.text_states) for e in encodings]),
+        attention_mask=torch.cat([padded(e.attention_mask) for e in encodings]),
+    )
+
+
+def _encode_videos(model, video_batches, store: VideoTokenStore | None, device, progress: bool) -> torch.Tensor:
+    embeddings, count = [], 0
+    for batch in tqdm(video_batches, desc="Encoding videos", disable=not progress):
+        pixels = batch["pixel_values_videos"] if isinstance(batch, dict) else batch
+        encoding = model.encode_video(pixels.to(device))
+        embeddings.append(encoding.video_embeds)
+        if store is not None:
+            store.put(count, encoding.video_tokens)
+        count += pixels.shape[0]
+    return torch.cat(embeddings)
+
+
+def _reranked(similarity: torch.Tensor, chosen: torch.Tensor, pair_scores: torch.Tensor) -> torch.Tensor:
+    """Candidates take their joint-encoder score; the rest keep their embedding order, strictly below every
+    candidate (their ranks still count in R@50 and the mean rank)."""
+    scores = similarity - similarity.max() + pair_scores[chosen].min() - 1.0
+    scores[chosen] = pair_scores[chosen]
+    return scores
+
+
+def candidate_pairs(similarity: torch.Tensor, k: int | None) -> tuple[torch.Tensor, torch.Tensor]:
+    """Boolean (texts, videos) masks of each caption's top-k videos and each video's top-k captions
+    (`k=None`: every pair, i.e. exhaustive joint scoring)."""
+    if k is None:
+        everything = torch.ones_like(similarity, dtype=torch.bool)
+        return everything, everything
+    t2v = torch.zeros_like(similarity, dtype=torch.bool)
+    t2v.scatter_(1, similarity.topk(min(k, similarity.shape[1]), dim=1).indices, True)
+    v2t = torch.zeros_like(similarity, dtype=torch.bool)
+    v2t.scatter_(0, similarity.topk(min(k, similarity.shape[0]), dim=0).indices, True)
+    return t2v, v2t
+
+
+def score_candidates(model, texts: T2V2TTextEncoding, store: VideoTokenStore, pairs: torch.Tensor,
+                     pair_batch_size: int = 32, video_chunk: int = 16, progress: bool = True) -> torch.Tensor:
+    """Joint-encoder scores of every True pair of `pairs` (texts, videos); NaN elsewhere."""
+    device = texts.text_states.device
+    scores = torch.full(pairs.shape, float("nan"))
+    bar = tqdm(total=int(pairs.sum()), desc="Reranking pairs", disable=not progress)
+    for start in range(0, pairs.shape[1], video_chunk):
+        stop = min(start + video_chunk, pairs.shape[1])
+        text_index, video_index = pairs[:, start:stop].nonzero(as_tuple=True)  # grouped by this chunk's videos
+        if len(text_index) == 0:
+            continue
+        tokens = store.get(start, stop).to(device=device, dtype=texts.text_states.dtype)
+        for begin in range(0, len(text_index), pair_batch_size):
+            t = text_index[begin:begin + pair_batch_size]
+            v = video_index[begin:begin + pair_batch_size]
+            output = model.score_pairs(text_encoding=texts.select(t.to(device)),
+                                       video_encoding=T2V2TVideoEncoding(video_tokens=tokens[v.to(device)]))
+            scores[t, v + start] = output.scores.float().cpu()
+            bar.update(len(t))
+    bar.close()
+    return scores
+
+
+@torch.no_grad()
+def evaluate_two_stage(
+    model,
+    text_batches: Iterable[dict],
+    video_batches: Iterable,
+    text_to_video,
+    num_videos: int,
+    k: int | None = 128,
+    rerank: bool | None = None,
+    pair_batch_size: int = 32,
+    token_dtype=np.float16,
+    max_memory_bytes: int = 2**30,
+    progress: bool = True,
+) -> TwoStageResult:
+    """
+    Evaluate text↔video retrieval of `model` on a gallery, embedding-only and reranked.
+
+    Args:
+        text_batches: batches (dicts with `input_ids`, `attention_mask`) of every caption, in order.
+        video_batches: batches (`pixel_values_videos` tensors or dicts holding them) of every video, in order.
+        text_to_video: (num_texts,) index of each caption's video.
+        num_videos: number of gallery videos (sizes the token store before the first batch arrives).
+        k: candidates reranked per query (VindLU's `k_test=128`); `None` scores every pair (exhaustive).
+        rerank: `None` reranks when the model has a joint encoder; `True` on a dual encoder raises.
+        token_dtype: storage precision of the cached video tokens (float16 halves memory; float32 is exact).
+        max_memory_bytes: token store size kept in memory; beyond it the store is a memory-mapped file.
+    """
+    has_joint = getattr(model.config, "has_joint_encoder", False)
+    if rerank and not has_joint:
+        raise ValueError(f"{type(model).__name__} has no joint encoder to rerank with (fusion_mode='none').")
+    rerank = has_joint if rerank is None else rerank
+    model.eval()
+    device = next(model.parameters()).device
+    timings = {}
+
+    started = time.perf_counter()
+    texts = _encode_texts(model, text_batches, device, progress)
+    timings["encode_texts"] = time.perf_counter() - started
+    store = VideoTokenStore(num_videos, token_dtype, max_memory_bytes) if rerank else None
+    try:
+        started = time.perf_counter()
+        video_embeds = _encode_videos(model, video_batches, store, device, progress)
+        timings["encode_videos"] = time.perf_counter() - started
+        if video_embeds.shape[0] != num_videos:
+            raise ValueError(f"num_videos={num_videos} but the video batches held {video_embeds.shape[0]} videos.")
+        similarity = (texts.text_embeds @ video_embeds.T).float().cpu()
+        metrics = {"embedding": retrieval_metrics(similarity, text_to_video)}
+        result = TwoStageResult(metrics=metrics, similarity=similarity, timings=timings)
+        if not rerank:
+            return result
+
+        started = time.perf_counter()
+        t2v_chosen, v2t_chosen = candidate_pairs(similarity, k)
+        pairs = t2v_chosen | v2t_chosen  # a pair both directions ask for is scored once
+        pair_scores = score_candidates(model, texts, store, pairs, pair_batch_size, progress=progress)
+        timings["rerank"] = time.perf_counter() - started
+    finally:
+        if store is not None:
+            store.close()
+    result.t2v_scores = _reranked(similarity, t2v_chosen, pair_scores)
+    result.v2t_scores = _reranked(similarity, v2t_chosen, pair_scores)
+    result.num_pairs_scored = int(pairs.sum())
+    metrics["reranked"] = retrieval_metrics(result.t2v_scores, text_to_video, similarity_v2t=result.v2t_scores)
+    return result
+
+
+__all__ = ["evaluate_two_stage", "TwoStageResult", "VideoTokenStore", "candidate_pairs", "score_candidates"]

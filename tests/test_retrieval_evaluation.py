@@ -1,0 +1,108 @@
+"""Two-stage retrieval evaluation: reranked scores equal direct joint-encoder scores, candidates are each
+direction's top-k, non-candidates keep embedding order below them, the token store spills to disk, and the
+dataset loaders feed it end to end."""
+
+import numpy as np
+import pytest
+import torch
+from tiny_media import write_grey_video
+from tiny_models import tiny_config, tiny_inputs, tiny_tokenizer
+
+from modeling_t2v2t import T2V2TModel, T2V2TProcessor, T2V2TVideoProcessor
+from modeling_t2v2t.retrieval_evaluation import VideoTokenStore, candidate_pairs, evaluate_two_stage
+from modeling_t2v2t.retrieval_metrics import retrieval_metrics
+from processing.batching import retrieval_loaders
+from processing.schema import build_dataset, make_record
+
+NUM_VIDEOS, CAPTIONS_PER_VIDEO = 5, 2
+
+
+@pytest.fixture(scope="module")
+def gallery():
+    torch.manual_seed(0)
+    config = tiny_config(num_t2v_layers=1)
+    model = T2V2TModel(config).eval()
+    inputs = tiny_inputs(config, batch=NUM_VIDEOS * CAPTIONS_PER_VIDEO, seed=1)
+    videos = tiny_inputs(config, batch=NUM_VIDEOS, seed=2)["pixel_values_videos"]
+    text_batches = [{"input_ids": inputs["input_ids"][i:i + 4], "attention_mask": inputs["attention_mask"][i:i + 4]}
+                    for i in range(0, len(inputs["input_ids"]), 4)]
+    text_to_video = torch.arange(NUM_VIDEOS).repeat_interleave(CAPTIONS_PER_VIDEO)
+    with torch.no_grad():
+        direct = torch.stack([
+            model.score_pairs(inputs["input_ids"], inputs["attention_mask"],
+                              videos[v:v + 1].expand(len(text_to_video), -1, -1, -1, -1)).scores
+            for v in range(NUM_VIDEOS)], dim=1)  # (texts, videos)
+    return model, text_batches, [videos[:3], videos[3:]], text_to_video, direct
+
+
+def run(gallery, **kwargs):
+    model, text_batches, video_batches, text_to_video, _ = gallery
+    kwargs.setdefault("token_dtype", np.float32)
+    return evaluate_two_stage(model, text_batches, video_batches, text_to_video, NUM_VIDEOS, progress=False,
+                              **kwargs)
+
+
+def test_exhaustive_scores_every_pair_like_the_model(gallery):
+    result = run(gallery, k=None)
+    assert result.num_pairs_scored == NUM_VIDEOS * NUM_VIDEOS * CAPTIONS_PER_VIDEO
+    torch.testing.assert_close(result.t2v_scores, gallery[4], atol=1e-5, rtol=1e-5)
+    torch.testing.assert_close(result.v2t_scores, gallery[4], atol=1e-5, rtol=1e-5)
+    assert result.metrics["reranked"] == retrieval_metrics(gallery[4], gallery[3])
+
+
+def test_top_k_reranking(gallery):
+    k = 2
+    result = run(gallery, k=k)
+    t2v, v2t = candidate_pairs(result.similarity, k)
+    assert bool((t2v.sum(1) == k).all()) and bool((v2t.sum(0) == k).all())
+    assert result.num_pairs_scored == int((t2v | v2t).sum()) < t2v.numel()
+    direct = gallery[4]
+    torch.testing.assert_close(result.t2v_scores[t2v], direct[t2v], atol=1e-5, rtol=1e-5)
+    torch.testing.assert_close(result.v2t_scores[v2t], direct[v2t], atol=1e-5, rtol=1e-5)
+    for row in range(t2v.shape[0]):  # each caption: candidates first, the rest in embedding order
+        order = torch.argsort(result.t2v_scores[row], descending=True)
+        assert set(order[:k].tolist()) == set(t2v[row].nonzero().flatten().tolist())
+        rest = order[k:]
+        assert torch.equal(rest, rest[torch.argsort(result.similarity[row, rest], descending=True)])
+    assert set(result.metrics) == {"embedding", "reranked"}
+    assert result.metrics["embedding"] == retrieval_metrics(result.similarity, gallery[3])
+
+
+def test_token_store_spills_to_disk_with_the_same_result(gallery):
+    in_memory = run(gallery, k=2)
+    on_disk = run(gallery, k=2, max_memory_bytes=0)
+    torch.testing.assert_close(on_disk.t2v_scores, in_memory.t2v_scores)
+    store = VideoTokenStore(3, max_memory_bytes=0)
+    store.put(0, torch.ones(3, 4, 8))
+    assert store.on_disk and torch.equal(store.get(1, 3), torch.ones(2, 4, 8))
+    store.close()
+
+
+def test_half_precision_tokens_are_close(gallery):
+    exact, half = run(gallery, k=None), run(gallery, k=None, token_dtype=np.float16)
+    torch.testing.assert_close(half.t2v_scores, exact.t2v_scores, atol=2e-2, rtol=1e-2)
+
+
+def test_dual_encoder_reports_embedding_metrics_only(gallery):
+    model = T2V2TModel(tiny_config(fusion_mode="none")).eval()
+    _, text_batches, video_batches, text_to_video, _ = gallery
+    result = evaluate_two_stage(model, text_batches, video_batches, text_to_video, NUM_VIDEOS, progress=False)
+    assert set(result.metrics) == {"embedding"} and result.t2v_scores is None
+    with pytest.raises(ValueError, match="no joint encoder"):
+        evaluate_two_stage(model, text_batches, video_batches, text_to_video, NUM_VIDEOS, rerank=True)
+
+
+def test_schema_dataset_end_to_end(tmp_path):
+    records = [(make_record(str(write_grey_video(tmp_path / f"v{i}.mp4", 12 + i)), [f"a red square {w}" for w in
+                                                                                    ("moves", "spins")][: 1 + i % 2],
+                            f"v{i}", "test"), f"entry {i}") for i in range(3)]
+    dataset, _ = build_dataset(records)
+    config = tiny_config()
+    processor = T2V2TProcessor(T2V2TVideoProcessor.from_vision_config(config.vision_config),
+                               tiny_tokenizer(tmp_path / "tok"), max_length=10)
+    captions, videos, text_to_video, num_videos = retrieval_loaders(dataset, processor, batch_size=2)
+    assert text_to_video.tolist() == [0, 1, 1, 2] and num_videos == 3
+    result = evaluate_two_stage(T2V2TModel(config), captions, videos, text_to_video, num_videos, k=2,
+                                progress=False)
+    assert result.similarity.shape == (4, 3) and result.num_pairs_scored > 0
+    assert 0 <= result.metrics["reranked"]["t2v_R1"] <= 100
