@@ -510,3 +510,18 @@ def test_registry(tmp_path):
     assert len(dataset) == 3
     with pytest.raises(ValueError, match=r"'msvd'.*activitynet.*cc3m.*didemo.*msrvtt.*vindlu_json.*webvid"):
         build("msvd")
+
+
+def test_synthetic_builder_renders_once_and_loads_each_split(tmp_path):
+    from processing.builders import build
+
+    test, skipped = build("synthetic", split="test", out_dir=str(tmp_path), num_videos=8, seed=3, workers=1,
+                          progress=False)
+    val, _ = build("synthetic", split="val", out_dir=str(tmp_path), num_videos=8, seed=3, workers=1, progress=False)
+    assert len(test) == 2 and len(val) == 1 and len(skipped) == 0
+    assert all(len(captions) >= 3 for captions in test["captions"])
+    paragraph, _ = build("synthetic", split="test", out_dir=str(tmp_path), num_videos=8, seed=3, paragraph=True,
+                         workers=1, progress=False)
+    assert all(len(captions) == 1 for captions in paragraph["captions"])
+    with pytest.raises(ValueError, match="split='dev' is not a split"):
+        build("synthetic", split="dev", out_dir=str(tmp_path), num_videos=8, seed=3, workers=1, progress=False)

@@ -13,6 +13,7 @@ in the `SkipReport` and logged instead.
 | `activitynet` | `build_activitynet` | ActivityNet Captions `train.json` / `val_1.json` / `val_2.json` |
 | `webvid` | `build_webvid` | WebVid-2M/10M results CSV |
 | `cc3m` | `build_cc3m` | CC3M-style image-caption data (img2dataset folder or caption/path TSV) |
+| `synthetic` | `build_synthetic` | the built-in synthetic benchmark, rendered on first use |
 
 Training scripts choose a builder by name from their config:
 
@@ -27,6 +28,7 @@ from .activitynet import build_activitynet
 from .didemo import build_didemo
 from .msrvtt import build_msrvtt
 from .pretraining import build_cc3m, build_webvid
+from .synthetic import build_synthetic
 from .vindlu import build_vindlu_json
 
 BUILDERS = {
@@ -36,6 +38,7 @@ BUILDERS = {
     "activitynet": build_activitynet,
     "webvid": build_webvid,
     "cc3m": build_cc3m,
+    "synthetic": build_synthetic,
 }
 
 
@@ -53,6 +56,7 @@ __all__ = [
     "build_cc3m",
     "build_didemo",
     "build_msrvtt",
+    "build_synthetic",
     "build_vindlu_json",
     "build_webvid",
 ]

@@ -1,0 +1,105 @@
+"""Evaluate a saved checkpoint on any split of any dataset builder: embedding-only and two-stage (top-k reranked by
+the joint encoder) retrieval metrics, both directions, printed as a table and written as JSON.
+
+    python training/evaluate.py --model_name_or_path outputs/quickstart/model \\
+        --dataset synthetic --dataset_kwargs '{"split": "test", "num_videos": 2000}' --k 128
+    python training/evaluate.py eval_config.json      # the same arguments as one JSON file
+"""
+
+import json
+import logging
+import sys
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+from transformers import AutoModel, AutoProcessor, HfArgumentParser
+
+import modeling_t2v2t  # noqa: F401  (registers the Auto classes)
+from modeling_t2v2t.retrieval_evaluation import evaluate_two_stage
+from modeling_t2v2t.retrieval_metrics import format_metrics_table
+from processing.batching import retrieval_loaders
+from processing.builders import BUILDERS, build
+
+logger = logging.getLogger("evaluate")
+
+
+@dataclass
+class EvaluationArguments:
+    model_name_or_path: str = field(metadata={"help": "A saved checkpoint folder (model + processor)."})
+    dataset: str = field(default="synthetic", metadata={"help": f"Dataset builder: one of {sorted(BUILDERS)}."})
+    dataset_kwargs: str = field(  # a dict when read from a JSON file
+        default='{"split": "test"}', metadata={"help": "Builder arguments, a JSON object (split, paths, ...)."})
+    k: int | None = field(default=128, metadata={"help": "Candidates reranked per query; 0 = embedding only, "
+                                                          "-1 = score every pair (exhaustive)."})
+    num_frames: int | None = field(default=None, metadata={"help": "Frames per clip (default: the processor's)."})
+    batch_size: int = 16
+    pair_batch_size: int = 32
+    num_workers: int = 0
+    decode_backend: str = "pyav"
+    max_words: int | None = field(default=None, metadata={"help": "Cap captions at this many words."})
+    token_dtype: str = field(default="float16", metadata={"help": "Storage of cached video tokens: float16/float32."})
+    max_memory_gb: float = field(default=1.0, metadata={"help": "Video tokens kept in memory; beyond, on disk."})
+    output_file: str | None = field(default=None, metadata={"help": "Where to write the metrics as JSON."})
+    trust_remote_code: bool = False
+
+    def __post_init__(self):
+        if isinstance(self.dataset_kwargs, str):
+            try:
+                self.dataset_kwargs = json.loads(self.dataset_kwargs)
+            except json.JSONDecodeError as error:
+                raise ValueError(f"--dataset_kwargs is not a JSON object: {error}") from error
+        if self.dataset not in BUILDERS:
+            raise ValueError(f"--dataset {self.dataset!r} is not one of {sorted(BUILDERS)}.")
+        if self.token_dtype not in ("float16", "float32"):
+            raise ValueError(f"--token_dtype must be float16 or float32, got {self.token_dtype!r}.")
+
+
+def parse_args(argv=None) -> EvaluationArguments:
+    parser = HfArgumentParser(EvaluationArguments)
+    argv = sys.argv[1:] if argv is None else argv
+    if len(argv) == 1 and argv[0].endswith(".json"):
+        return parser.parse_json_file(argv[0])[0]
+    return parser.parse_args_into_dataclasses(argv)[0]
+
+
+def main(argv=None) -> dict:
+    args = parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+
+    # 1. Model and processor, from the same folder so frame count and normalisation match the checkpoint.
+    model = AutoModel.from_pretrained(args.model_name_or_path, trust_remote_code=args.trust_remote_code).eval()
+    processor = AutoProcessor.from_pretrained(args.model_name_or_path, trust_remote_code=args.trust_remote_code)
+    processor.video_processor.check_compatible(model.config.vision_config)
+
+    # 2. The evaluation split.
+    dataset, skipped = build(args.dataset, **args.dataset_kwargs)
+    logger.info("Evaluating on %d videos of %s %s (%d items skipped while building)", len(dataset), args.dataset,
+                args.dataset_kwargs, len(skipped))
+    captions, videos, text_to_video, num_videos = retrieval_loaders(
+        dataset, processor, args.batch_size, args.num_workers, args.num_frames, args.decode_backend, args.max_words)
+
+    # 3. Embedding stage, then the top-k of each query reranked by the joint encoder.
+    k = None if args.k == -1 else args.k
+    result = evaluate_two_stage(
+        model, captions, videos, text_to_video, num_videos, k=k, rerank=None if args.k != 0 else False,
+        pair_batch_size=args.pair_batch_size, token_dtype=np.dtype(args.token_dtype),
+        max_memory_bytes=int(args.max_memory_gb * 2**30))
+
+    # 4. Report.
+    print(format_metrics_table(result.metrics))
+    report = {"model": args.model_name_or_path, "dataset": args.dataset, "dataset_kwargs": args.dataset_kwargs,
+              "num_texts": len(text_to_video), "num_videos": num_videos, "k": args.k,
+              "num_pairs_scored": result.num_pairs_scored, "timings_s": result.timings, "metrics": result.metrics,
+              "skipped_while_building": len(skipped)}
+    if args.output_file:
+        Path(args.output_file).parent.mkdir(parents=True, exist_ok=True)
+        Path(args.output_file).write_text(json.dumps(report, indent=1))
+        logger.info("Wrote %s", args.output_file)
+    return report
+
+
+if __name__ == "__main__":
+    torch.set_grad_enabled(False)
+    main()
