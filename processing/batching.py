@@ -110,6 +110,48 @@ class VideoTextCollator:
         return batch
 
 
+class MediaTypeBatchSampler(torch.utils.data.Sampler):
+    """
+    Batches that each hold one media type (images are 1-frame clips, videos have T frames, so they cannot share a
+    tensor), shuffled within each type and interleaved in a random order every epoch, as VindLU alternates image
+    and video batches in pretraining. Under `accelerate`, whole batches are sharded across processes.
+    """
+
+    def __init__(self, media_types: list[str], batch_size: int, seed: int = 0, drop_last: bool = False):
+        self.groups = {}
+        for index, media in enumerate(media_types):
+            self.groups.setdefault(media, []).append(index)
+        self.batch_size = batch_size
+        self.seed = seed
+        self.drop_last = drop_last
+        self.epoch = 0
+
+    def set_epoch(self, epoch: int) -> None:
+        self.epoch = epoch
+
+    def _batches(self) -> list[list[int]]:
+        generator = torch.Generator().manual_seed(self.seed + self.epoch)
+        batches = []
+        for media in sorted(self.groups):
+            indices = self.groups[media]
+            order = [indices[i] for i in torch.randperm(len(indices), generator=generator).tolist()]
+            for start in range(0, len(order), self.batch_size):
+                batch = order[start:start + self.batch_size]
+                if len(batch) == self.batch_size or not self.drop_last:
+                    batches.append(batch)
+        return [batches[i] for i in torch.randperm(len(batches), generator=generator).tolist()]
+
+    def __iter__(self):
+        yield from self._batches()
+
+    def __len__(self) -> int:
+        total = 0
+        for group in self.groups.values():
+            full, rest = divmod(len(group), self.batch_size)
+            total += full + (1 if rest and not self.drop_last else 0)
+        return total
+
+
 class CaptionCollator:
     """Cleans and tokenises caption rows (`{"caption": str}`) into `input_ids`/`attention_mask`."""
 
@@ -153,4 +195,4 @@ def retrieval_loaders(dataset: datasets.Dataset, processor, batch_size: int = 16
     return caption_loader, video_loader, torch.tensor(list(pairs["video_index"])), len(dataset)
 
 
-__all__ = ["caption_pairs", "VideoTextCollator", "CaptionCollator", "GalleryVideoCollator", "retrieval_loaders"]
+__all__ = ["caption_pairs", "VideoTextCollator", "MediaTypeBatchSampler", "CaptionCollator", "GalleryVideoCollator", "retrieval_loaders"]

@@ -53,5 +53,5 @@ def test_bad_arguments_are_named(checkpoint):
     script = load_script()
     with pytest.raises(ValueError, match="--dataset 'msvd' is not one of"):
         script.main(["--model_name_or_path", str(checkpoint), "--dataset", "msvd"])
-    with pytest.raises(ValueError, match="--dataset_kwargs is not a JSON object"):
+    with pytest.raises(ValueError, match="--dataset_kwargs is not valid JSON"):
         script.main(["--model_name_or_path", str(checkpoint), "--dataset_kwargs", "{split: test}"])

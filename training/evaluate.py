@@ -19,6 +19,7 @@ from transformers import AutoModel, AutoProcessor, HfArgumentParser
 import modeling_t2v2t  # noqa: F401  (registers the Auto classes)
 from modeling_t2v2t.retrieval_evaluation import evaluate_two_stage
 from modeling_t2v2t.retrieval_metrics import format_metrics_table
+from modeling_t2v2t.training_setup import parse_json_argument
 from processing.batching import retrieval_loaders
 from processing.builders import BUILDERS, build
 
@@ -45,11 +46,7 @@ class EvaluationArguments:
     trust_remote_code: bool = False
 
     def __post_init__(self):
-        if isinstance(self.dataset_kwargs, str):
-            try:
-                self.dataset_kwargs = json.loads(self.dataset_kwargs)
-            except json.JSONDecodeError as error:
-                raise ValueError(f"--dataset_kwargs is not a JSON object: {error}") from error
+        self.dataset_kwargs = parse_json_argument(self.dataset_kwargs, "dataset_kwargs") or {}
         if self.dataset not in BUILDERS:
             raise ValueError(f"--dataset {self.dataset!r} is not one of {sorted(BUILDERS)}.")
         if self.token_dtype not in ("float16", "float32"):

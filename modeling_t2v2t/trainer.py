@@ -1,0 +1,81 @@
+"""`RetrievalTrainer`: the plain `transformers.Trainer` (the model computes its own loss), plus retrieval
+evaluation of the validation gallery so checkpoints are kept by validation mean recall, and optional batches
+grouped by media type (images and videos cannot share a tensor) for pretraining.
+
+Data plumbing is passed in (`retrieval_loaders`, `train_batch_sampler`), so this file does not depend on the data
+package.
+"""
+
+from collections.abc import Callable
+
+import torch.distributed as dist
+from torch.utils.data import DataLoader
+from transformers import Trainer
+from transformers.utils import logging
+
+from .retrieval_evaluation import evaluate_two_stage
+
+logger = logging.get_logger(__name__)
+
+
+class RetrievalTrainer(Trainer):
+    """
+    Args (besides `Trainer`'s):
+        retrieval_loaders: `dataset -> (caption_loader, video_loader, text_to_video, num_videos)` for a gallery
+            (`processing.batching.retrieval_loaders` with the processor bound).
+        k_test: candidates reranked per query during evaluation (VindLU's `k_test`); 0 = embedding only.
+        train_batch_sampler: optional sampler yielding whole batches of train indices (e.g.
+            `processing.batching.MediaTypeBatchSampler`); `accelerate` shards its batches across processes.
+
+    `evaluate()` returns `{prefix}_{embedding|reranked}_{metric}` for every retrieval metric, and
+    `{prefix}_mean_recall` (reranked when the model has a joint encoder, else embedding): set
+    `metric_for_best_model="mean_recall"` with `load_best_model_at_end=True` to keep the best validation checkpoint.
+    Pass only the validation split as `eval_dataset`; the test split is for the final report, never for selection.
+    """
+
+    def __init__(self, *args, retrieval_loaders: Callable, k_test: int = 128, train_batch_sampler=None, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.retrieval_loaders = retrieval_loaders
+        self.k_test = k_test
+        self.train_batch_sampler = train_batch_sampler
+
+    def get_train_dataloader(self) -> DataLoader:
+        if self.train_batch_sampler is None:
+            return super().get_train_dataloader()
+        loader = DataLoader(
+            self.train_dataset, batch_sampler=self.train_batch_sampler, collate_fn=self.data_collator,
+            num_workers=self.args.dataloader_num_workers, pin_memory=self.args.dataloader_pin_memory,
+        )
+        return self.accelerator.prepare(loader)
+
+    def _retrieval_metrics(self, dataset, metric_key_prefix: str) -> dict[str, float]:
+        captions, videos, text_to_video, num_videos = self.retrieval_loaders(dataset)
+        was_training = self.model.training
+        result = evaluate_two_stage(
+            self.model, captions, videos, text_to_video, num_videos, k=self.k_test or None,
+            rerank=False if self.k_test == 0 else None, progress=not self.args.disable_tqdm,
+        )
+        self.model.train(was_training)
+        metrics = {f"{metric_key_prefix}_{stage}_{name}": value
+                   for stage, values in result.metrics.items() for name, value in values.items()}
+        selected = result.metrics.get("reranked", result.metrics["embedding"])
+        metrics[f"{metric_key_prefix}_mean_recall"] = selected["mean_recall"]
+        metrics[f"{metric_key_prefix}_num_pairs_scored"] = result.num_pairs_scored
+        return metrics
+
+    def evaluate(self, eval_dataset=None, ignore_keys=None, metric_key_prefix: str = "eval") -> dict[str, float]:
+        dataset = self.eval_dataset if eval_dataset is None else eval_dataset
+        if dataset is None:
+            raise ValueError("RetrievalTrainer.evaluate needs a gallery: pass eval_dataset (the validation split).")
+        # One process evaluates the whole gallery (no pairs are split across processes); the others wait and
+        # receive the metrics, which every process needs to track the best checkpoint.
+        metrics = [self._retrieval_metrics(dataset, metric_key_prefix) if self.args.process_index == 0 else None]
+        if dist.is_available() and dist.is_initialized() and dist.get_world_size() > 1:
+            dist.broadcast_object_list(metrics, src=0)
+        metrics = metrics[0]
+        self.log(metrics)
+        self.control = self.callback_handler.on_evaluate(self.args, self.state, self.control, metrics)
+        return metrics
+
+
+__all__ = ["RetrievalTrainer"]

@@ -1,0 +1,108 @@
+"""Fine-tune T2V2T for text-to-video retrieval (VTC + VTM) with the plain `Trainer`, keeping the checkpoint with the
+best validation mean recall; optionally report the test split once at the end.
+
+    accelerate launch training/finetune.py training/configs/msrvtt_finetune.json
+    python training/finetune.py training/configs/synthetic_finetune.json
+    python training/finetune.py --model_name_or_path CKPT --train_data '[{"builder": "msrvtt", ...}]' ...
+
+Arguments: `ModelArguments` (modeling_t2v2t.training_setup), `DataArguments` (processing.training_data) and
+`transformers.TrainingArguments`, from the command line or one JSON file.
+"""
+
+import logging
+import sys
+
+import datasets
+import transformers
+from transformers import HfArgumentParser, TrainingArguments, set_seed
+
+import modeling_t2v2t  # noqa: F401  (registers the Auto classes)
+from modeling_t2v2t import save_hub_folder
+from modeling_t2v2t.retrieval_metrics import format_metrics_table
+from modeling_t2v2t.trainer import RetrievalTrainer
+from modeling_t2v2t.training_setup import ModelArguments, load_model_and_processor
+from processing.training_data import (
+    DataArguments,
+    build_training_data,
+    gallery_loaders,
+    media_batch_sampler,
+    training_collator,
+)
+
+logger = logging.getLogger(__name__)
+
+
+def parse_args(argv=None):
+    parser = HfArgumentParser((ModelArguments, DataArguments, TrainingArguments))
+    argv = sys.argv[1:] if argv is None else argv
+    if len(argv) == 1 and argv[0].endswith(".json"):
+        return parser.parse_json_file(argv[0])
+    return parser.parse_args_into_dataclasses(argv)
+
+
+def metrics_table(metrics: dict, prefix: str) -> str:
+    runs = {stage: {name[len(f"{prefix}_{stage}_"):]: value for name, value in metrics.items()
+                    if name.startswith(f"{prefix}_{stage}_")} for stage in ("embedding", "reranked")}
+    return format_metrics_table({stage: values for stage, values in runs.items() if values})
+
+
+def main(argv=None, pretraining: bool = False):
+    model_args, data_args, training_args = parse_args(argv)
+    # The collator decodes paths and tokenises captions itself: keep the dataset columns it reads.
+    training_args.remove_unused_columns = False
+    # Checkpoints are selected by validation retrieval, which has no loss (transformers' default metric).
+    if data_args.validation_data is not None and training_args.metric_for_best_model in (None, "loss", "eval_loss"):
+        training_args.metric_for_best_model, training_args.greater_is_better = "mean_recall", True
+    resume = training_args.resume_from_checkpoint
+    if isinstance(resume, str) and resume.lower() in ("true", "last"):
+        resume = True  # the newest checkpoint in output_dir
+
+    logging.basicConfig(format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+                        level=logging.INFO if training_args.process_index == 0 else logging.WARNING)
+    transformers.utils.logging.set_verbosity(logging.INFO if training_args.process_index == 0 else logging.WARNING)
+    datasets.utils.logging.set_verbosity_warning()
+    set_seed(training_args.seed)
+
+    # 1. Data (rendered / built once, by the main process first).
+    with training_args.main_process_first(desc="building datasets"):
+        train_pairs, validation, test = build_training_data(data_args)
+    logger.info("Training on %d caption-video pairs; validation %s videos; test %s videos", len(train_pairs),
+                len(validation) if validation is not None else "no", len(test) if test is not None else "no")
+
+    # 2. Model and processor (a word vocabulary is built from the captions when training from scratch).
+    with training_args.main_process_first(desc="building the model"):
+        model, processor = load_model_and_processor(
+            model_args, pretraining, captions=list(train_pairs["caption"]), output_dir=training_args.output_dir)
+
+    # 3. The plain Trainer optimises; RetrievalTrainer adds gallery evaluation and media-grouped batches.
+    trainer = RetrievalTrainer(
+        model=model, args=training_args, train_dataset=train_pairs, eval_dataset=validation,
+        data_collator=training_collator(data_args, processor, model_args.num_frames), processing_class=processor,
+        retrieval_loaders=gallery_loaders(data_args, processor, training_args.per_device_eval_batch_size,
+                                          training_args.dataloader_num_workers),
+        k_test=data_args.k_test,
+        train_batch_sampler=media_batch_sampler(train_pairs, training_args.per_device_train_batch_size,
+                                                training_args.seed, training_args.dataloader_drop_last),
+    )
+    train_result = trainer.train(resume_from_checkpoint=resume)
+    trainer.log_metrics("train", train_result.metrics)
+
+    # 4. The (best) model as a Hub-ready folder: safetensors, config with auto_map, code files, processor.
+    if trainer.is_world_process_zero():
+        save_hub_folder(trainer.model, processor, training_args.output_dir)
+        trainer.save_state()
+
+    # 5. The test split, once, after selection.
+    test_metrics = None
+    if test is not None:
+        test_metrics = trainer.evaluate(test, metric_key_prefix="test")
+        if trainer.is_world_process_zero():
+            print(f"\nTest split ({len(test)} videos):\n{metrics_table(test_metrics, 'test')}\n")
+            trainer.save_metrics("test", test_metrics)
+    trainer.accelerator.wait_for_everyone()
+    trainer.accelerator.end_training()  # a clean exit under accelerate launch (see ENVIRONMENT.md)
+    return trainer, test_metrics
+
+
+if __name__ == "__main__":
+    main()
