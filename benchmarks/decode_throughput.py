@@ -77,7 +77,7 @@ def decode_all_and_pick(path: str, num_frames: int) -> np.ndarray:
     with av.open(path) as container:
         for index, frame in enumerate(container.decode(video=0)):
             if index in wanted:
-                frames[index] = frame.to_ndarray(format="rgb24")
+                frames[index] = frame.to_ndarray(format="rgb24", threads=1)
     return np.stack([frames[index] for index in indices])
 
 

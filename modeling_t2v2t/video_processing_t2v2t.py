@@ -32,6 +32,8 @@ from .configuration_t2v2t import T2V2TVisionConfig
 
 logger = logging.get_logger(__name__)
 
+# PyAV 18 converts a frame with its own thread pool unless told otherwise: ~7 ms per call instead of ~0.2 ms.
+_RGB = {"format": "rgb24", "threads": 1}
 # Files with these suffixes are opened with PIL as 1-frame videos; everything else goes to PyAV.
 IMAGE_SUFFIXES = frozenset({".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff"})
 # Channel counts a frame may have: grayscale, RGB, RGBA (`do_convert_rgb` turns the others into RGB).
@@ -168,7 +170,7 @@ def _decode_by_seeking(container, stream, indices: np.ndarray, scan: _PacketScan
                 return None
             position = round((frame.pts - scan.origin) / ticks_per_frame)
             if position in wanted:
-                frames.setdefault(position, frame.to_ndarray(format="rgb24"))
+                frames.setdefault(position, frame.to_ndarray(**_RGB))
             if position >= target:
                 break
     # Variable frame rates or odd headers leave holes: the caller then decodes in order.
@@ -182,7 +184,7 @@ def _decode_in_order(container, stream, indices: np.ndarray) -> tuple[dict[int, 
     decoded = 0
     for decoded, frame in enumerate(container.decode(stream), start=1):
         if decoded - 1 in wanted:
-            frames[decoded - 1] = frame.to_ndarray(format="rgb24")
+            frames[decoded - 1] = frame.to_ndarray(**_RGB)
         if decoded - 1 == last:
             break
     return frames, decoded
@@ -206,7 +208,7 @@ def _load_image_file(path: str, sample_indices_fn: Callable | None) -> tuple[np.
 
 
 def load_video_file(
-    path: str | os.PathLike, sample_indices_fn: Callable | None = None
+    path: str | os.PathLike, sample_indices_fn: Callable | None = None, threads: int = 1
 ) -> tuple[np.ndarray, VideoMetadata]:
     """Decode the frames `sample_indices_fn(metadata=...)` asks for (all frames if it is `None`) from a video file.
 
@@ -226,6 +228,9 @@ def load_video_file(
             if not container.streams.video:
                 raise ValueError(f"Video file {path} has no video stream.")
             stream = container.streams.video[0]
+            # One decoding thread by default: FFmpeg's automatic thread pool costs ~10 ms per open, more than
+            # decoding a short clip, and DataLoader workers already decode clips in parallel.
+            stream.codec_context.thread_count = threads
             header_count = stream.frames
             scan = _scan_packets(container, stream)
             total = header_count or scan.count
