@@ -102,7 +102,7 @@ def default_video_ids(batch: int, device: torch.device) -> torch.Tensor:
 @torch.no_grad()
 def sample_vtm_negatives(
     similarity: torch.Tensor, video_ids: torch.Tensor, hard: bool = True
-) -> tuple[torch.Tensor, torch.Tensor]:
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """
     One negative video per text and one negative text per video, from the local batch.
 
@@ -111,14 +111,11 @@ def sample_vtm_negatives(
             never drawn as a negative. hard: draw with probability softmax(similarity) (VindLU/ALBEF's hard
             negatives); otherwise uniformly among the negatives.
     Returns:
-        (negative video index per text, negative text index per video), each (B,).
+        (negative video index per text, negative text index per video, `has_negative` (B,) bool). A row whose
+        video is the only one in the batch has no negative: its indices are meaningless and `has_negative` False.
     """
     positives = video_ids[:, None] == video_ids[None, :]
-    if bool((~positives).sum(dim=1).eq(0).any()):
-        raise ValueError(
-            "VTM needs at least two different videos in each batch (video_ids are all equal for some rows); "
-            f"got video_ids={video_ids.tolist()}. Use a larger batch or set vtm_loss_weight=0."
-        )
+    has_negative = (~positives).any(dim=1)
     similarity = similarity.float()
     if hard:
         # The small floor keeps a valid distribution when softmax underflows for every negative.
@@ -126,9 +123,11 @@ def sample_vtm_negatives(
         weights_v2t = F.softmax(similarity.T, dim=1) + 1e-5
     else:
         weights_t2v = weights_v2t = torch.ones_like(similarity)
-    negative_videos = torch.multinomial(weights_t2v.masked_fill(positives, 0), 1).squeeze(1)
-    negative_texts = torch.multinomial(weights_v2t.masked_fill(positives, 0), 1).squeeze(1)
-    return negative_videos, negative_texts
+    # Rows without negatives draw their own index, then are masked out by the caller.
+    no_negative = torch.diag(~has_negative)
+    negative_videos = torch.multinomial(weights_t2v.masked_fill(positives & ~no_negative, 0), 1).squeeze(1)
+    negative_texts = torch.multinomial(weights_v2t.masked_fill(positives & ~no_negative, 0), 1).squeeze(1)
+    return negative_videos, negative_texts, has_negative
 
 
 def mask_tokens(

@@ -388,16 +388,22 @@ class T2V2TModel(T2V2TPreTrainedModel):
         return video_ids.long()
 
     def vtm_loss(self, text: T2V2TTextEncoding, video: T2V2TVideoEncoding, similarity, video_ids):
-        """VTM with one hard negative video per text and one hard negative text per video (3B pairs)."""
+        """VTM on every positive pair plus one hard negative video per text and one hard negative text per video
+        (3B pairs when every pair has a negative in the batch)."""
         batch = similarity.shape[0]
-        negative_videos, negative_texts = sample_vtm_negatives(similarity, video_ids, self.config.vtm_hard_negatives)
+        negative_videos, negative_texts, has_negative = sample_vtm_negatives(
+            similarity, video_ids, self.config.vtm_hard_negatives)
+        if not bool(has_negative.all()):
+            logger.warning_once("A batch holds a single video: its pairs get no VTM negative (use larger batches).")
         arange = torch.arange(batch, device=similarity.device)
-        text_index = torch.cat([arange, arange, negative_texts])
-        video_index = torch.cat([arange, negative_videos, arange])
+        rows = arange[has_negative]
+        text_index = torch.cat([arange, rows, negative_texts[has_negative]])
+        video_index = torch.cat([arange, negative_videos[has_negative], rows])
         fused, _ = self.fuse(text.text_states[text_index], text.attention_mask[text_index],
                              video.video_tokens[video_index])
         logits = self.itm_head(fused[:, 0])
-        labels = torch.cat([torch.ones_like(arange), torch.zeros_like(arange), torch.zeros_like(arange)])
+        labels = torch.cat([torch.ones_like(arange), torch.zeros(2 * len(rows), dtype=torch.long,
+                                                                 device=similarity.device)])
         return F.cross_entropy(logits.float(), labels), logits[:batch]
 
     def _forward_with_encodings(

@@ -112,12 +112,18 @@ def test_vtm_negatives_are_never_positives_and_follow_similarity():
     similarity[0, 3] = similarity[2, 3] = 10.0  # videos: texts 0 and 2 find video 3 most similar
     torch.manual_seed(0)
     for _ in range(50):
-        negative_videos, negative_texts = sample_vtm_negatives(similarity, ids)
+        negative_videos, negative_texts, has_negative = sample_vtm_negatives(similarity, ids)
+        assert bool(has_negative.all())
         assert all(ids[negative_videos[i]] != ids[i] for i in range(4))
         assert all(ids[negative_texts[j]] != ids[j] for j in range(4))
         assert negative_videos[0] == 3 and negative_videos[2] == 3  # hard negatives dominate
-    with pytest.raises(ValueError, match="at least two different videos"):
-        sample_vtm_negatives(similarity, torch.zeros(4, dtype=torch.long))
+
+
+def test_vtm_rows_without_negatives_are_flagged():
+    _, _, has_negative = sample_vtm_negatives(torch.zeros(3, 3), torch.tensor([5, 5, 5]))
+    assert not bool(has_negative.any())
+    _, _, has_negative = sample_vtm_negatives(torch.zeros(3, 3), torch.tensor([5, 5, 6]))
+    assert has_negative.tolist() == [True, True, True]
 
 
 def test_mask_tokens_follows_bert_recipe():
