@@ -33,6 +33,18 @@ def parse_json_argument(value, name: str, expected: tuple = (dict,)):
     return parsed
 
 
+def parse_arguments(dataclass_types, argv: list[str]):
+    """Script arguments from the command line, or from one JSON file (keys starting with `_` are comments)."""
+    from transformers import HfArgumentParser
+
+    parser = HfArgumentParser(dataclass_types)
+    if len(argv) == 1 and argv[0].endswith(".json"):
+        with open(argv[0], encoding="utf-8") as handle:
+            values = {key: value for key, value in json.load(handle).items() if not key.startswith("_")}
+        return parser.parse_dict(values)
+    return parser.parse_args_into_dataclasses(argv)
+
+
 @dataclass
 class ModelArguments:
     """Where the model comes from: exactly one of `model_name_or_path`, the two tower paths, or `model_config`."""
@@ -106,4 +118,4 @@ def load_model_and_processor(args: ModelArguments, pretraining: bool, captions=N
     return model, processor
 
 
-__all__ = ["ModelArguments", "load_model_and_processor", "parse_json_argument"]
+__all__ = ["ModelArguments", "load_model_and_processor", "parse_arguments", "parse_json_argument"]

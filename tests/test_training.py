@@ -158,3 +158,22 @@ def test_resume_after_sigkill(tmp_path, bench):
     model = AutoModel.from_pretrained(tmp_path / "run")
     assert type(model).__name__ == "T2V2TModel"
     shutil.rmtree(tmp_path / "run")
+
+
+@pytest.mark.parametrize("config", sorted((ROOT / "training" / "configs").glob("*.json")), ids=lambda p: p.name)
+def test_shipped_configs_parse(config, tmp_path):
+    from transformers import TrainingArguments
+
+    from modeling_t2v2t.training_setup import ModelArguments, parse_arguments
+    from processing.training_data import DataArguments
+
+    values = json.loads(config.read_text())
+    if not torch.cuda.is_available():
+        values["use_cpu"] = True  # the paper configs ask for bf16, which TrainingArguments allows on CPU only so
+    (tmp_path / config.name).write_text(json.dumps(values))
+    model_args, data_args, training_args = parse_arguments((ModelArguments, DataArguments, TrainingArguments),
+                                                           [str(tmp_path / config.name)])
+    assert data_args.train_data and training_args.output_dir
+    if data_args.validation_data is not None:
+        assert training_args.metric_for_best_model == "mean_recall"
+        assert data_args.validation_data != data_args.test_data  # never select on the reported split

@@ -14,12 +14,12 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from transformers import AutoModel, AutoProcessor, HfArgumentParser
+from transformers import AutoModel, AutoProcessor
 
 import modeling_t2v2t  # noqa: F401  (registers the Auto classes)
 from modeling_t2v2t.retrieval_evaluation import evaluate_two_stage
 from modeling_t2v2t.retrieval_metrics import format_metrics_table
-from modeling_t2v2t.training_setup import parse_json_argument
+from modeling_t2v2t.training_setup import parse_arguments, parse_json_argument
 from processing.batching import retrieval_loaders
 from processing.builders import BUILDERS, build
 
@@ -53,16 +53,8 @@ class EvaluationArguments:
             raise ValueError(f"--token_dtype must be float16 or float32, got {self.token_dtype!r}.")
 
 
-def parse_args(argv=None) -> EvaluationArguments:
-    parser = HfArgumentParser(EvaluationArguments)
-    argv = sys.argv[1:] if argv is None else argv
-    if len(argv) == 1 and argv[0].endswith(".json"):
-        return parser.parse_json_file(argv[0])[0]
-    return parser.parse_args_into_dataclasses(argv)[0]
-
-
 def main(argv=None) -> dict:
-    args = parse_args(argv)
+    (args,) = parse_arguments((EvaluationArguments,), sys.argv[1:] if argv is None else argv)
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
 
     # 1. Model and processor, from the same folder so frame count and normalisation match the checkpoint.

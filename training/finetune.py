@@ -14,13 +14,13 @@ import sys
 
 import datasets
 import transformers
-from transformers import HfArgumentParser, TrainingArguments, set_seed
+from transformers import TrainingArguments, set_seed
 
 import modeling_t2v2t  # noqa: F401  (registers the Auto classes)
 from modeling_t2v2t import save_hub_folder
 from modeling_t2v2t.retrieval_metrics import format_metrics_table
 from modeling_t2v2t.trainer import RetrievalTrainer
-from modeling_t2v2t.training_setup import ModelArguments, load_model_and_processor
+from modeling_t2v2t.training_setup import ModelArguments, load_model_and_processor, parse_arguments
 from processing.training_data import (
     DataArguments,
     build_training_data,
@@ -32,14 +32,6 @@ from processing.training_data import (
 logger = logging.getLogger(__name__)
 
 
-def parse_args(argv=None):
-    parser = HfArgumentParser((ModelArguments, DataArguments, TrainingArguments))
-    argv = sys.argv[1:] if argv is None else argv
-    if len(argv) == 1 and argv[0].endswith(".json"):
-        return parser.parse_json_file(argv[0])
-    return parser.parse_args_into_dataclasses(argv)
-
-
 def metrics_table(metrics: dict, prefix: str) -> str:
     runs = {stage: {name[len(f"{prefix}_{stage}_"):]: value for name, value in metrics.items()
                     if name.startswith(f"{prefix}_{stage}_")} for stage in ("embedding", "reranked")}
@@ -47,7 +39,8 @@ def metrics_table(metrics: dict, prefix: str) -> str:
 
 
 def main(argv=None, pretraining: bool = False):
-    model_args, data_args, training_args = parse_args(argv)
+    model_args, data_args, training_args = parse_arguments(
+        (ModelArguments, DataArguments, TrainingArguments), sys.argv[1:] if argv is None else argv)
     # The collator decodes paths and tokenises captions itself: keep the dataset columns it reads.
     training_args.remove_unused_columns = False
     # Checkpoints are selected by validation retrieval, which has no loss (transformers' default metric).
