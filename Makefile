@@ -23,7 +23,7 @@ $(VENV)/.installed: pyproject.toml
 	touch $@
 
 quickstart: setup
-	$(PY) training/quickstart.py --output_dir outputs/quickstart
+	$(PY) training/quickstart.py
 
 test: setup
 	$(PY) -m pytest -q tests

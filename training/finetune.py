@@ -21,6 +21,7 @@ from modeling_t2v2t import save_hub_folder
 from modeling_t2v2t.retrieval_metrics import format_metrics_table
 from modeling_t2v2t.trainer import RetrievalTrainer
 from modeling_t2v2t.training_setup import ModelArguments, load_model_and_processor, parse_arguments
+from processing.text_cleaning import clean_caption
 from processing.training_data import (
     DataArguments,
     build_training_data,
@@ -65,7 +66,9 @@ def main(argv=None, pretraining: bool = False):
     # 2. Model and processor (a word vocabulary is built from the captions when training from scratch).
     with training_args.main_process_first(desc="building the model"):
         model, processor = load_model_and_processor(
-            model_args, pretraining, captions=list(train_pairs["caption"]), output_dir=training_args.output_dir)
+            model_args, pretraining, output_dir=training_args.output_dir,
+            # the vocabulary of a from-scratch model must hold the words training will see: cleaned captions
+            captions=[clean_caption(caption, data_args.max_words) for caption in train_pairs["caption"]])
 
     # 3. The plain Trainer optimises; RetrievalTrainer adds gallery evaluation and media-grouped batches.
     trainer = RetrievalTrainer(
