@@ -500,7 +500,7 @@ def test_invalid_json_and_csv_headers(tmp_path):
 
 
 def test_registry(tmp_path):
-    assert set(BUILDERS) == {"vindlu_json", "msrvtt", "didemo", "activitynet", "webvid", "cc3m"}
+    assert set(BUILDERS) == {"vindlu_json", "msrvtt", "didemo", "activitynet", "webvid", "cc3m", "synthetic"}
     dataset, _ = build(
         "vindlu_json",
         annotation_file=FIXTURES / "vindlu/msrvtt_ret_train9k.json",

@@ -1,6 +1,7 @@
 """Training with the plain Trainer: fine-tuning selects on validation and saves a Hub folder; pretraining mixes
 image and video batches; 2 processes under accelerate match 1 process; a run killed with SIGKILL resumes."""
 
+import importlib.util
 import json
 import os
 import shutil
@@ -20,8 +21,18 @@ from processing.batching import MediaTypeBatchSampler
 
 ROOT = Path(__file__).parents[1]
 TESTS = Path(__file__).parent
-sys.path.insert(0, str(ROOT / "training"))
-import finetune  # noqa: E402  (the training script, imported to run in-process)
+
+
+def load_script(name: str):
+    """A training script as a module, by path and under a unique name: putting training/ on sys.path would make
+    `import evaluate` find training/evaluate.py instead of the `evaluate` library."""
+    spec = importlib.util.spec_from_file_location(f"t2v2t_script_{name}", ROOT / "training" / f"{name}.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+finetune = load_script("finetune")
 
 TINY_MODEL = {
     "text_config": {"hidden_size": 32, "num_hidden_layers": 2, "num_attention_heads": 4, "intermediate_size": 48,
