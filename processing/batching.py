@@ -15,6 +15,7 @@ import numpy as np
 import torch
 
 from .decoding import VideoDecodeError, decode_clip
+from .frame_cache import DecodedVideoCache
 from .text_cleaning import clean_caption
 
 logger = logging.getLogger(__name__)
@@ -52,12 +53,16 @@ class VideoTextCollator:
             raising. A batch in which every clip fails still raises.
         max_words: cap captions at this many words before tokenising (VindLU's `max_l`).
         return_loss: add `return_loss=True`, so `Trainer` gets a loss from the model.
+        cache_bytes: keep whole decoded videos in memory up to this many bytes per process
+            (`processing.frame_cache.DecodedVideoCache`): a small dataset seen for many epochs is decoded once;
+            0 = decode the sampled frames of every clip every time.
 
     Images (`media_type="image"`) are 1-frame clips; a batch must not mix images and videos (group them).
     """
 
     def __init__(self, processor, num_frames: int | None = None, train: bool = True, backend: str = "pyav",
-                 skip_bad: bool = False, max_words: int | None = None, return_loss: bool = True):
+                 skip_bad: bool = False, max_words: int | None = None, return_loss: bool = True,
+                 cache_bytes: int = 0):
         self.processor = processor
         self.num_frames = num_frames or processor.video_processor.num_frames
         self.train = train
@@ -66,7 +71,11 @@ class VideoTextCollator:
         self.max_words = max_words
         self.return_loss = return_loss
         self.num_skipped = 0
+        if cache_bytes < 0:
+            raise ValueError(f"cache_bytes must be >= 0, got {cache_bytes}.")
+        self.cache_bytes = cache_bytes
         self._rng = None  # created on first use, in the process (DataLoader worker) that decodes
+        self._cache = None  # likewise: each decoding process keeps its own
 
     def _generator(self) -> np.random.Generator:
         if self._rng is None:
@@ -75,9 +84,13 @@ class VideoTextCollator:
         return self._rng
 
     def _decode(self, row: dict, num_frames: int):
+        mode, rng = ("random", self._generator()) if self.train else ("middle", None)
         try:
-            return decode_clip(row["video"], num_frames, mode="random" if self.train else "middle",
-                               backend=self.backend, rng=self._generator() if self.train else None)
+            if self.cache_bytes:
+                if self._cache is None:
+                    self._cache = DecodedVideoCache(self.cache_bytes, backend=self.backend)
+                return self._cache.clip(row["video"], num_frames, mode=mode, rng=rng)
+            return decode_clip(row["video"], num_frames, mode=mode, backend=self.backend, rng=rng)
         except (VideoDecodeError, FileNotFoundError) as error:
             if not self.skip_bad:
                 raise

@@ -36,6 +36,9 @@ class DataArguments:
     max_words: int | None = field(default=None, metadata={"help": "Cap captions at this many words (VindLU max_l)."})
     decode_backend: str = field(default="pyav", metadata={"help": "pyav, torchcodec or decord."})
     skip_bad: bool = field(default=False, metadata={"help": "Count, log and skip undecodable training clips."})
+    decoded_cache_mb: int = field(default=0, metadata={
+        "help": "Keep whole decoded training videos in memory, up to this many MB per data-loading process, so a "
+                "small dataset seen for many epochs is decoded once (short videos only); 0 = off."})
     k_test: int = field(default=128, metadata={"help": "Candidates reranked per query at evaluation; 0 = none."})
 
     def __post_init__(self):
@@ -46,6 +49,8 @@ class DataArguments:
         for name in ("validation_data", "test_data"):
             if getattr(self, name) is not None:
                 _check_spec(getattr(self, name), name)
+        if self.decoded_cache_mb < 0:
+            raise ValueError(f"--decoded_cache_mb must be >= 0 (0 = off), got {self.decoded_cache_mb}.")
 
 
 def build_split(spec: dict | None) -> datasets.Dataset | None:
@@ -65,7 +70,8 @@ def build_training_data(args: DataArguments) -> tuple[datasets.Dataset, datasets
 
 def training_collator(args: DataArguments, processor, num_frames: int | None = None) -> VideoTextCollator:
     return VideoTextCollator(processor, num_frames=num_frames, train=True, backend=args.decode_backend,
-                             skip_bad=args.skip_bad, max_words=args.max_words)
+                             skip_bad=args.skip_bad, max_words=args.max_words,
+                             cache_bytes=args.decoded_cache_mb * 2**20)
 
 
 def gallery_loaders(args: DataArguments, processor, batch_size: int, num_workers: int):
