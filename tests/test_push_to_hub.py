@@ -158,9 +158,11 @@ def test_published_folder_loads_in_a_fresh_process_with_the_same_outputs(trained
         text_features, video_features = model.get_text_features(**text), model.get_video_features(**clips)
         scores = model.score_pairs(input_ids=text["input_ids"], attention_mask=text["attention_mask"],
                                    pixel_values_videos=clips["pixel_values_videos"]).scores
-    torch.testing.assert_close(remote["text"], text_features, rtol=0, atol=0)
-    torch.testing.assert_close(remote["video"], video_features, rtol=0, atol=0)
-    torch.testing.assert_close(remote["scores"], scores, rtol=0, atol=0)
+    # Same weights and code; only the last bit may differ (loaded weights sit at other addresses, CPU kernels may
+    # round differently), so the tolerance is far below any real difference.
+    torch.testing.assert_close(remote["text"], text_features, rtol=1e-5, atol=1e-6)
+    torch.testing.assert_close(remote["video"], video_features, rtol=1e-5, atol=1e-6)
+    torch.testing.assert_close(remote["scores"], scores, rtol=1e-5, atol=1e-6)
 
 
 class MockHub:
