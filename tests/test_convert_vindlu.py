@@ -200,6 +200,24 @@ def test_v2t_conversion_of_a_finetuned_checkpoint_is_complete(source, tmp_path):
     torch.testing.assert_close(ours.vtm_logits, theirs.vtm_logits, rtol=0, atol=0)
 
 
+def test_fused_qkv_with_separate_query_and_value_biases(source, tmp_path):
+    # BEiT's original (unilm/timm) layout: one qkv weight, q_bias and v_bias, no key bias.
+    state = vindlu_state_dict(source)
+    for i in range(source.config.vision_config.num_hidden_layers):
+        prefix = f"vision_encoder.encoder.layer.{i}.attention.attention."
+        state[prefix + "qkv.weight"] = torch.cat([state.pop(prefix + f"{name}.weight")
+                                                  for name in ("query", "key", "value")])
+        state[prefix + "q_bias"] = state.pop(prefix + "query.bias")
+        state[prefix + "v_bias"] = state.pop(prefix + "value.bias")
+    conversion = convert_vindlu_checkpoint(save_checkpoint(tmp_path / "qkv.pth", state), config_overrides=TOKEN_IDS)
+    assert conversion.key_map["vision_encoder.encoder.layer.0.attention.attention.qkv.weight"] == [
+        f"t2v2t.vision_model.layers.0.attention.{name}_proj.weight" for name in "qkv"]
+    clips = tiny_inputs(source.config)["pixel_values_videos"]
+    with torch.no_grad():
+        torch.testing.assert_close(conversion.model.t2v2t.get_video_features(clips),
+                                   source.t2v2t.get_video_features(clips), rtol=0, atol=0)
+
+
 def test_embeddings_follow_the_configured_frames_and_image_size(source, tmp_path):
     state = vindlu_state_dict(source)
     path = save_checkpoint(tmp_path / "c.pth", state)
