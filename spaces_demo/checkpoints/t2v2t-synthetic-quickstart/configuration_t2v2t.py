@@ -1,0 +1,256 @@
+"""Configuration classes for T2V2T (text-to-video-to-text fusion with Bypass cross-attention).
+
+Three nested configs, as transformers' CLIP/X-CLIP do: a BERT-like text config, a BEiT/ViT-like video config
+(with temporal attention) and the parent `T2V2TConfig` holding the fusion and loss settings. Every value is
+validated when the config is built; a bad value raises `ValueError` naming the field.
+"""
+
+from transformers import PreTrainedConfig
+from transformers.utils import logging
+
+logger = logging.get_logger(__name__)
+
+FUSION_MODES = ("t2v2t", "naive_t2v2t", "v2t", "none")
+BYPASS_MODES = ("self", "null")
+
+
+def _check(condition: bool, config_name: str, field: str, value, requirement: str) -> None:
+    if not condition:
+        raise ValueError(f"{config_name}.{field}={value!r} is invalid: {requirement}.")
+
+
+def _check_probability(config_name: str, field: str, value) -> None:
+    _check(isinstance(value, (int, float)) and 0.0 <= value < 1.0, config_name, field, value, "must be in [0, 1)")
+
+
+def _check_positive_int(config_name: str, field: str, value) -> None:
+    _check(isinstance(value, int) and not isinstance(value, bool) and value > 0, config_name, field, value,
+           "must be a positive integer")
+
+
+def _check_heads(config_name: str, hidden_size: int, num_heads: int, heads_field: str = "num_attention_heads") -> None:
+    _check(hidden_size % num_heads == 0, config_name, heads_field, num_heads,
+           f"hidden_size ({hidden_size}) must be divisible by the number of attention heads")
+
+
+class T2V2TTextConfig(PreTrainedConfig):
+    r"""
+    Configuration of the T2V2T text encoder, a BERT encoder whose layers from `T2V2TConfig.fusion_layer` on also
+    cross-attend to video tokens. Field names and defaults follow `BertConfig` (bert-base-uncased), so a
+    `bert-base-uncased` checkpoint maps onto it one to one.
+
+    Args:
+        vocab_size, hidden_size, num_hidden_layers, num_attention_heads, intermediate_size, hidden_act,
+        hidden_dropout_prob, attention_probs_dropout_prob, max_position_embeddings, type_vocab_size,
+        initializer_range, layer_norm_eps, pad_token_id: as in `BertConfig`.
+        cls_token_id, sep_token_id, mask_token_id (`int`): special token ids of the tokenizer; MLM never masks
+            [CLS]/[SEP]/[PAD] and writes `mask_token_id` into the masked positions.
+    """
+
+    model_type = "t2v2t_text_model"
+    base_config_key = "text_config"
+
+    vocab_size: int = 30522
+    hidden_size: int = 768
+    num_hidden_layers: int = 12
+    num_attention_heads: int = 12
+    intermediate_size: int = 3072
+    hidden_act: str = "gelu"
+    hidden_dropout_prob: float = 0.1
+    attention_probs_dropout_prob: float = 0.1
+    max_position_embeddings: int = 512
+    type_vocab_size: int = 2
+    initializer_range: float = 0.02
+    layer_norm_eps: float = 1e-12
+    pad_token_id: int | None = 0
+    cls_token_id: int | None = 101
+    sep_token_id: int | None = 102
+    mask_token_id: int | None = 103
+
+    def __post_init__(self, **kwargs):
+        super().__post_init__(**kwargs)
+        name = type(self).__name__
+        for field in ("vocab_size", "hidden_size", "num_hidden_layers", "num_attention_heads", "intermediate_size",
+                      "max_position_embeddings", "type_vocab_size"):
+            _check_positive_int(name, field, getattr(self, field))
+        _check_heads(name, self.hidden_size, self.num_attention_heads)
+        _check_probability(name, "hidden_dropout_prob", self.hidden_dropout_prob)
+        _check_probability(name, "attention_probs_dropout_prob", self.attention_probs_dropout_prob)
+        for field in ("pad_token_id", "cls_token_id", "sep_token_id", "mask_token_id"):
+            value = getattr(self, field)
+            _check(value is None or 0 <= value < self.vocab_size, name, field, value,
+                   f"must be None or a token id in [0, vocab_size={self.vocab_size})")
+
+
+class T2V2TVisionConfig(PreTrainedConfig):
+    r"""
+    Configuration of the T2V2T video encoder: a BEiT/ViT image transformer applied to every frame, with a
+    TimeSformer-style temporal attention after each spatial block (`x + scale * DropPath(MHA_time(LN(x)))`, `scale`
+    a scalar initialised to `temporal_scale_init_value`, 0 by default so a freshly initialised model equals the
+    image model frame by frame) and a learnable temporal position embedding (zero init) that is linearly
+    interpolated when a clip has a different number of frames than `num_frames`.
+
+    The defaults are those of `microsoft/beit-base-patch16-224-pt22k-ft22k` (relative position bias, layer scale
+    0.1, mean pooling, no key bias). For a ViT checkpoint set `key_bias=True`, `layer_scale_init_value=0.0`,
+    `use_absolute_position_embeddings=True`, `use_relative_position_bias=False`, `use_mean_pooling=False`
+    (`T2V2TModel.from_vision_text_pretrained` does this for you).
+
+    Args:
+        image_size, patch_size, num_channels, hidden_size, num_hidden_layers, num_attention_heads,
+        intermediate_size, hidden_act, hidden_dropout_prob, attention_probs_dropout_prob, layer_norm_eps,
+        initializer_range, drop_path_rate, layer_scale_init_value, use_absolute_position_embeddings,
+        use_relative_position_bias, use_shared_relative_position_bias, use_mean_pooling: as in `BeitConfig`.
+        qkv_bias (`bool`): bias on the query and value projections. key_bias (`bool`): bias on the key
+            projection (BEiT has none, ViT has one).
+        num_frames (`int`): frames per clip the temporal position embedding is sized for (training frames).
+        use_temporal_attention (`bool`): add the temporal attention blocks at all.
+        temporal_scale_init_value (`float`): initial value of each temporal block's scalar gate.
+    """
+
+    model_type = "t2v2t_vision_model"
+    base_config_key = "vision_config"
+
+    image_size: int = 224
+    patch_size: int = 16
+    num_channels: int = 3
+    num_frames: int = 4
+    hidden_size: int = 768
+    num_hidden_layers: int = 12
+    num_attention_heads: int = 12
+    intermediate_size: int = 3072
+    hidden_act: str = "gelu"
+    hidden_dropout_prob: float = 0.0
+    attention_probs_dropout_prob: float = 0.0
+    layer_norm_eps: float = 1e-12
+    initializer_range: float = 0.02
+    drop_path_rate: float = 0.1
+    qkv_bias: bool = True
+    key_bias: bool = False
+    layer_scale_init_value: float = 0.1
+    use_absolute_position_embeddings: bool = False
+    use_relative_position_bias: bool = True
+    use_shared_relative_position_bias: bool = False
+    use_mean_pooling: bool = True
+    use_temporal_attention: bool = True
+    temporal_scale_init_value: float = 0.0
+
+    def __post_init__(self, **kwargs):
+        super().__post_init__(**kwargs)
+        name = type(self).__name__
+        for field in ("image_size", "patch_size", "num_channels", "num_frames", "hidden_size", "num_hidden_layers",
+                      "num_attention_heads", "intermediate_size"):
+            _check_positive_int(name, field, getattr(self, field))
+        _check(self.image_size % self.patch_size == 0, name, "patch_size", self.patch_size,
+               f"image_size ({self.image_size}) must be divisible by patch_size")
+        _check_heads(name, self.hidden_size, self.num_attention_heads)
+        for field in ("hidden_dropout_prob", "attention_probs_dropout_prob", "drop_path_rate"):
+            _check_probability(name, field, getattr(self, field))
+        _check(self.layer_scale_init_value >= 0, name, "layer_scale_init_value", self.layer_scale_init_value,
+               "must be >= 0 (0 disables layer scale)")
+
+    @property
+    def num_patches(self) -> int:
+        return (self.image_size // self.patch_size) ** 2
+
+
+class T2V2TConfig(PreTrainedConfig):
+    r"""
+    Configuration of a T2V2T model (Kim, Lee, Moon, CVPR 2023 Workshops), built on VindLU.
+
+    Args:
+        text_config (`dict` or `T2V2TTextConfig`): the BERT-like text encoder.
+        vision_config (`dict` or `T2V2TVisionConfig`): the BEiT/ViT-like video encoder.
+        fusion_mode (`str`, defaults to `"t2v2t"`): how text and video are fused for VTM/MLM and reranking:
+            `"t2v2t"` text→video layers with Bypass cross-attention, then video→text layers;
+            `"naive_t2v2t"` the same with plain cross-attention (the paper's ablation);
+            `"v2t"` video→text layers only (VindLU); `"none"` a dual encoder (VTC only, no joint encoder).
+        bypass_mode (`str`, defaults to `"self"`): the extra attention slot of Bypass cross-attention. `"self"`: the
+            video token itself is an extra key/value, so a patch that matches no word can attend to itself and pass
+            through unchanged; `"null"`: a learnable null key per head whose value starts at zero.
+            Only used when `fusion_mode="t2v2t"`.
+        num_t2v_layers (`int`, defaults to 1): text→video cross-attention layers (T2V2T modes only).
+        t2v_layer_scale_init_value (`float`, defaults to 0.1): initial per-channel scale of each text→video update,
+            small so a model initialised from VindLU starts close to it.
+        fusion_layer (`int`, defaults to 9): index of the first text layer that cross-attends to video; layers
+            before it are text-only and give the VTC text feature.
+        embed_dim (`int`, defaults to 256): size of the VTC projections.
+        temp (`float`, defaults to 0.07): initial VTC temperature, learnable, clamped to `[temp_min, temp_max]`.
+        mlm_probability (`float`, defaults to 0.5): masking ratio of the pretraining MLM loss.
+        vtm_hard_negatives (`bool`, defaults to `True`): sample VTM negatives from the VTC similarity (else uniform).
+        vtc_loss_weight, vtm_loss_weight, mlm_loss_weight (`float`): weights of the loss terms.
+        gather_distributed (`bool`, defaults to `True`): gather VTC features across processes when distributed.
+        tie_word_embeddings (`bool`, defaults to `True`): tie the pretraining MLM decoder to the word embeddings.
+
+    Example:
+
+    ```python
+    >>> from modeling_t2v2t import T2V2TConfig, T2V2TModel
+    >>> config = T2V2TConfig(fusion_mode="t2v2t", bypass_mode="null")
+    >>> model = T2V2TModel(config)
+    ```
+    """
+
+    model_type = "t2v2t"
+    sub_configs_defaults = {"text_config": T2V2TTextConfig, "vision_config": T2V2TVisionConfig}
+
+    text_config: dict | T2V2TTextConfig | None = None
+    vision_config: dict | T2V2TVisionConfig | None = None
+    fusion_mode: str = "t2v2t"
+    bypass_mode: str = "self"
+    num_t2v_layers: int = 1
+    t2v_layer_scale_init_value: float = 0.1
+    fusion_layer: int = 9
+    embed_dim: int = 256
+    temp: float = 0.07
+    temp_min: float = 0.001
+    temp_max: float = 0.5
+    mlm_probability: float = 0.5
+    vtm_hard_negatives: bool = True
+    vtc_loss_weight: float = 1.0
+    vtm_loss_weight: float = 1.0
+    mlm_loss_weight: float = 1.0
+    gather_distributed: bool = True
+    tie_word_embeddings: bool = True
+    initializer_range: float = 0.02
+
+    def __post_init__(self, **kwargs):
+        super().__post_init__(**kwargs)
+        name = type(self).__name__
+        _check(self.fusion_mode in FUSION_MODES, name, "fusion_mode", self.fusion_mode, f"must be one of {FUSION_MODES}")
+        _check(self.bypass_mode in BYPASS_MODES, name, "bypass_mode", self.bypass_mode, f"must be one of {BYPASS_MODES}")
+        _check(isinstance(self.num_t2v_layers, int) and self.num_t2v_layers >= (1 if self.has_t2v_fusion else 0),
+               name, "num_t2v_layers", self.num_t2v_layers,
+               f"must be an integer >= 1 when fusion_mode={self.fusion_mode!r}" if self.has_t2v_fusion
+               else "must be an integer >= 0")
+        num_text_layers = self.text_config.num_hidden_layers
+        upper = num_text_layers if self.fusion_mode == "none" else num_text_layers - 1
+        _check(isinstance(self.fusion_layer, int) and 0 <= self.fusion_layer <= upper, name, "fusion_layer",
+               self.fusion_layer, f"must be in [0, {upper}] for {num_text_layers} text layers and "
+               f"fusion_mode={self.fusion_mode!r} (a joint encoder needs at least one fusion layer)")
+        _check_positive_int(name, "embed_dim", self.embed_dim)
+        _check(0 < self.temp_min < self.temp_max, name, "temp_min", self.temp_min, "need 0 < temp_min < temp_max")
+        _check(self.temp_min <= self.temp <= self.temp_max, name, "temp", self.temp,
+               f"must be in [temp_min={self.temp_min}, temp_max={self.temp_max}]")
+        _check(isinstance(self.mlm_probability, (int, float)) and 0.0 < self.mlm_probability < 1.0, name,
+               "mlm_probability", self.mlm_probability, "must be in (0, 1)")
+        _check(self.t2v_layer_scale_init_value > 0, name, "t2v_layer_scale_init_value",
+               self.t2v_layer_scale_init_value, "must be > 0")
+        for field in ("vtc_loss_weight", "vtm_loss_weight", "mlm_loss_weight"):
+            _check(getattr(self, field) >= 0, name, field, getattr(self, field), "must be >= 0")
+
+    @property
+    def has_t2v_fusion(self) -> bool:
+        """Whether the joint encoder conditions video tokens on the text before the video→text layers."""
+        return self.fusion_mode in ("t2v2t", "naive_t2v2t")
+
+    @property
+    def has_joint_encoder(self) -> bool:
+        """Whether the model has fusion layers (VTM, MLM and reranking); `False` for the dual encoder."""
+        return self.fusion_mode != "none"
+
+    @property
+    def use_bypass(self) -> bool:
+        return self.fusion_mode == "t2v2t"
+
+
+__all__ = ["T2V2TConfig", "T2V2TTextConfig", "T2V2TVisionConfig", "FUSION_MODES", "BYPASS_MODES"]

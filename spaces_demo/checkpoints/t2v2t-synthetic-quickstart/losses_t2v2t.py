@@ -1,0 +1,161 @@
+"""The T2V2T objectives as small pure functions: VTC (multi-positive, gathered across processes), VTM hard
+negative sampling, and MLM masking. Each is tested on its own.
+"""
+
+import torch
+import torch.distributed as dist
+import torch.nn.functional as F
+
+
+def _is_distributed() -> bool:
+    return dist.is_available() and dist.is_initialized() and dist.get_world_size() > 1
+
+
+class _AllGatherWithGrad(torch.autograd.Function):
+    """all_gather whose backward returns to each process the sum over processes of the gradient w.r.t. its rows.
+
+    Written here because `torch.distributed.nn.functional.all_gather` is deprecated and its gloo backward goes
+    through all_to_all; an all_reduce of the gathered gradient is the same sum, on every backend.
+    """
+
+    @staticmethod
+    def forward(ctx, tensor: torch.Tensor) -> torch.Tensor:
+        parts = [torch.empty_like(tensor) for _ in range(dist.get_world_size())]
+        dist.all_gather(parts, tensor.contiguous())
+        return torch.stack(parts)
+
+    @staticmethod
+    def backward(ctx, grad: torch.Tensor) -> torch.Tensor:
+        grad = grad.contiguous()
+        dist.all_reduce(grad)
+        return grad[dist.get_rank()]
+
+
+def gather_batches(tensor: torch.Tensor, with_grad: bool) -> torch.Tensor:
+    """
+    Concatenates `tensor` (first axis = batch) from every process, in rank order. Batches may differ in size
+    (e.g. the last batch). With `with_grad`, gradients flow back to the process that owns each row, so the sum over
+    processes of local-row losses has the same gradient as one process computing the whole batch.
+    """
+    if not _is_distributed():
+        return tensor
+    world_size = dist.get_world_size()
+    local_size = torch.tensor([tensor.shape[0]], device=tensor.device)
+    sizes = [torch.zeros_like(local_size) for _ in range(world_size)]
+    dist.all_gather(sizes, local_size)
+    sizes = [int(size.item()) for size in sizes]
+    padded = F.pad(tensor, (0,) * (2 * (tensor.ndim - 1)) + (0, max(sizes) - tensor.shape[0]))
+    if with_grad:
+        parts = _AllGatherWithGrad.apply(padded)
+    else:
+        parts = [torch.zeros_like(padded) for _ in range(world_size)]
+        dist.all_gather(parts, padded)
+    return torch.cat([part[:size] for part, size in zip(parts, sizes)])
+
+
+def vtc_loss(
+    text_embeds: torch.Tensor,
+    video_embeds: torch.Tensor,
+    temperature: torch.Tensor,
+    video_ids: torch.Tensor | None = None,
+    gather: bool = True,
+) -> torch.Tensor:
+    """
+    Symmetric video-text contrastive loss with multi-positive targets.
+
+    Args:
+        text_embeds: (B, E) normalised text embeddings. video_embeds: (B, E) video embeddings (pair i is
+            text i with video i). temperature: scalar tensor.
+        video_ids: (B,) integer id of each pair's video; captions of the same video are all positives
+            (targets spread evenly over them). `None`: every pair is its own video.
+        gather: use the other processes' pairs as extra negatives when running distributed.
+
+    Each process scores its own rows against all gathered columns; the mean over processes equals the
+    single-process loss of the whole batch.
+    """
+    batch = text_embeds.shape[0]
+    if video_ids is None:
+        video_ids = default_video_ids(batch, text_embeds.device)
+    elif video_ids.shape != (batch,):
+        raise ValueError(f"video_ids must have shape ({batch},), got {tuple(video_ids.shape)}.")
+    video_ids = video_ids.to(text_embeds.device)
+
+    all_text = gather_batches(text_embeds, with_grad=True) if gather else text_embeds
+    all_video = gather_batches(video_embeds, with_grad=True) if gather else video_embeds
+    all_ids = gather_batches(video_ids, with_grad=False) if gather else video_ids
+
+    positives = (video_ids[:, None] == all_ids[None, :]).float()  # (B, B_all)
+    targets = positives / positives.sum(dim=1, keepdim=True)
+    logits_t2v = text_embeds @ all_video.T / temperature
+    logits_v2t = video_embeds @ all_text.T / temperature
+    loss_t2v = -(F.log_softmax(logits_t2v, dim=1) * targets).sum(dim=1).mean()
+    loss_v2t = -(F.log_softmax(logits_v2t, dim=1) * targets).sum(dim=1).mean()
+    return (loss_t2v + loss_v2t) / 2
+
+
+def default_video_ids(batch: int, device: torch.device) -> torch.Tensor:
+    """Ids that make every pair its own video, unique across processes (so gathered ids never collide)."""
+    rank = dist.get_rank() if _is_distributed() else 0
+    return torch.arange(batch, device=device) + rank * 2**40
+
+
+@torch.no_grad()
+def sample_vtm_negatives(
+    similarity: torch.Tensor, video_ids: torch.Tensor, hard: bool = True
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """
+    One negative video per text and one negative text per video, from the local batch.
+
+    Args:
+        similarity: (B, B) text-to-video VTC similarity. video_ids: (B,) ids; a pair sharing the video id is
+            never drawn as a negative. hard: draw with probability softmax(similarity) (VindLU/ALBEF's hard
+            negatives); otherwise uniformly among the negatives.
+    Returns:
+        (negative video index per text, negative text index per video, `has_negative` (B,) bool). A row whose
+        video is the only one in the batch has no negative: its indices are meaningless and `has_negative` False.
+    """
+    positives = video_ids[:, None] == video_ids[None, :]
+    has_negative = (~positives).any(dim=1)
+    similarity = similarity.float()
+    if hard:
+        # The small floor keeps a valid distribution when softmax underflows for every negative.
+        weights_t2v = F.softmax(similarity, dim=1) + 1e-5
+        weights_v2t = F.softmax(similarity.T, dim=1) + 1e-5
+    else:
+        weights_t2v = weights_v2t = torch.ones_like(similarity)
+    # Rows without negatives draw their own index, then are masked out by the caller.
+    no_negative = torch.diag(~has_negative)
+    negative_videos = torch.multinomial(weights_t2v.masked_fill(positives & ~no_negative, 0), 1).squeeze(1)
+    negative_texts = torch.multinomial(weights_v2t.masked_fill(positives & ~no_negative, 0), 1).squeeze(1)
+    return negative_videos, negative_texts, has_negative
+
+
+def mask_tokens(
+    input_ids: torch.Tensor,
+    mlm_probability: float,
+    mask_token_id: int,
+    vocab_size: int,
+    special_token_ids: list[int],
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """
+    BERT masking: each non-special token is picked with `mlm_probability`; of those 80% become [MASK], 10% a
+    random token, 10% stay. Returns (masked input ids, labels with -100 on unpicked tokens).
+    """
+    labels = input_ids.clone()
+    probability = torch.full(input_ids.shape, mlm_probability, device=input_ids.device)
+    special = torch.zeros_like(input_ids, dtype=torch.bool)
+    for token_id in special_token_ids:
+        special |= input_ids == token_id
+    probability.masked_fill_(special, 0.0)
+    picked = torch.bernoulli(probability).bool()
+    labels[~picked] = -100
+
+    masked_ids = input_ids.clone()
+    to_mask = torch.bernoulli(torch.full(input_ids.shape, 0.8, device=input_ids.device)).bool() & picked
+    masked_ids[to_mask] = mask_token_id
+    to_random = torch.bernoulli(torch.full(input_ids.shape, 0.5, device=input_ids.device)).bool() & picked & ~to_mask
+    masked_ids[to_random] = torch.randint(vocab_size, input_ids.shape, device=input_ids.device)[to_random]
+    return masked_ids, labels
+
+
+__all__ = ["vtc_loss", "gather_batches", "default_video_ids", "sample_vtm_negatives", "mask_tokens"]

@@ -1,0 +1,561 @@
+"""T2V2T: text-to-video retrieval with text→video→text fusion and Bypass cross-attention (Kim, Lee, Moon,
+CVPR 2023 Workshops), built on VindLU (Cheng et al., CVPR 2023).
+
+- Dual-encoder stage (VTC): a BEiT/ViT video encoder with temporal attention and a BERT text encoder (its first
+  `fusion_layer` layers) give normalised embeddings; a text-video score is the mean over frames of the cosine
+  between the text and each frame, divided by a learnable temperature.
+- Joint encoder (VTM, MLM, reranking): text→video layers with Bypass cross-attention condition the video tokens
+  on the caption, then the remaining BERT layers cross-attend to those tokens; a linear head on [CLS] says
+  whether text and video match. `fusion_mode` selects T2V2T, naive T2V2T, VindLU-style (video→text only) or
+  the dual encoder.
+"""
+
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+from transformers import PreTrainedModel
+from transformers import initialization as init
+from transformers.activations import ACT2FN
+from transformers.modeling_layers import GradientCheckpointingLayer
+from transformers.utils import ModelOutput, logging
+
+from .attention_t2v2t import BypassCrossAttention, DropPath
+from .configuration_t2v2t import T2V2TConfig
+from .losses_t2v2t import default_video_ids, mask_tokens, sample_vtm_negatives, vtc_loss
+from .modeling_text_encoder import T2V2TTextTransformer
+from .modeling_video_encoder import (
+    RelativePositionBias,
+    T2V2TVisionEmbeddings,
+    T2V2TVisionLayer,
+    T2V2TVisionTransformer,
+    TemporalAttention,
+)
+from .tower_loading import load_tower_configs, load_tower_weights
+
+logger = logging.get_logger(__name__)
+
+
+@dataclass
+class T2V2TOutput(ModelOutput):
+    """
+    Args:
+        loss (`torch.FloatTensor`, *optional*, returned with `return_loss=True`): weighted sum of the loss terms.
+        loss_vtc, loss_vtm (`torch.FloatTensor`, *optional*): the contrastive and matching losses.
+        logits_per_text (`(num_texts, num_videos)`): VTC similarity / temperature. logits_per_video: its transpose.
+        text_embeds (`(batch, embed_dim)`): normalised text embeddings.
+        video_embeds (`(batch, embed_dim)`): mean over frames of the normalised frame embeddings
+            (so `text_embeds @ video_embeds.T` is the VTC similarity).
+        vtm_logits (`(batch, 2)`, *optional*): joint-encoder match logits of the aligned pairs (text i, video i);
+            `None` for the dual encoder.
+        text_last_hidden_state (`(batch, tokens, hidden)`): text-only features (output of layer `fusion_layer`).
+        vision_last_hidden_state (`(batch, frames, 1 + patches, hidden)`): video encoder tokens.
+    """
+
+    loss: torch.FloatTensor | None = None
+    loss_vtc: torch.FloatTensor | None = None
+    loss_vtm: torch.FloatTensor | None = None
+    logits_per_text: torch.FloatTensor | None = None
+    logits_per_video: torch.FloatTensor | None = None
+    text_embeds: torch.FloatTensor | None = None
+    video_embeds: torch.FloatTensor | None = None
+    vtm_logits: torch.FloatTensor | None = None
+    text_last_hidden_state: torch.FloatTensor | None = None
+    vision_last_hidden_state: torch.FloatTensor | None = None
+
+
+@dataclass
+class T2V2TForPreTrainingOutput(ModelOutput):
+    """`T2V2TOutput` plus `loss_mlm`; `loss = vtc + vtm + mlm` (weighted)."""
+
+    loss: torch.FloatTensor | None = None
+    loss_vtc: torch.FloatTensor | None = None
+    loss_vtm: torch.FloatTensor | None = None
+    loss_mlm: torch.FloatTensor | None = None
+    logits_per_text: torch.FloatTensor | None = None
+    logits_per_video: torch.FloatTensor | None = None
+    text_embeds: torch.FloatTensor | None = None
+    video_embeds: torch.FloatTensor | None = None
+    vtm_logits: torch.FloatTensor | None = None
+
+
+class _RowSelectable(ModelOutput):
+    def select(self, index: torch.Tensor):
+        """The same encoding for rows `index` (e.g. one query repeated against each candidate video)."""
+        return type(self)(**{key: value[index] for key, value in self.items()})
+
+
+@dataclass
+class T2V2TTextEncoding(_RowSelectable):
+    """Text features to cache for retrieval: `text_embeds` (B, E) for search, `text_states` (B, N, D) for rerank."""
+
+    text_embeds: torch.FloatTensor | None = None
+    text_states: torch.FloatTensor | None = None
+    attention_mask: torch.LongTensor | None = None
+
+
+@dataclass
+class T2V2TVideoEncoding(_RowSelectable):
+    """
+    Video features to cache for retrieval: `video_embeds` (B, E) for search; `frame_embeds` (B, T, E) the
+    normalised per-frame embeddings; `video_tokens` (B, T*L, D) the tokens the joint encoder attends to
+    (`None` for the dual encoder). `vision_last_hidden_state` (B, T, L, D) the raw encoder output.
+    """
+
+    video_embeds: torch.FloatTensor | None = None
+    frame_embeds: torch.FloatTensor | None = None
+    video_tokens: torch.FloatTensor | None = None
+    vision_last_hidden_state: torch.FloatTensor | None = None
+
+
+@dataclass
+class T2V2TPairScores(ModelOutput):
+    """
+    Joint-encoder scores of (text, video) pairs. `scores` (P,): the match logit (VTM class 1), used to rerank as
+    VindLU does; `vtm_logits` (P, 2); `bypass_probs`: per text→video layer, (P, heads, T*L) probability that each
+    video token took the bypass (`None` unless asked for, or without bypass).
+    """
+
+    scores: torch.FloatTensor | None = None
+    vtm_logits: torch.FloatTensor | None = None
+    bypass_probs: tuple[torch.FloatTensor, ...] | None = None
+
+
+class T2VFusionLayer(GradientCheckpointingLayer):
+    """Text→video layer: `v + DropPath(layer_scale * BypassCA(LN(v), text))`. No FFN on purpose: the bypass must
+    be able to leave a video token unchanged, and an FFN applied to every token would move unrelated ones too."""
+
+    def __init__(self, config: T2V2TConfig):
+        super().__init__()
+        vision, text = config.vision_config, config.text_config
+        self.layernorm = nn.LayerNorm(vision.hidden_size, eps=vision.layer_norm_eps)
+        self.cross_attention = BypassCrossAttention(
+            vision.hidden_size, text.hidden_size, vision.num_attention_heads,
+            bypass=config.bypass_mode if config.use_bypass else None,
+            dropout=vision.attention_probs_dropout_prob,
+        )
+        self.layer_scale = nn.Parameter(torch.full((vision.hidden_size,), float(config.t2v_layer_scale_init_value)))
+        self.drop_path = DropPath(vision.drop_path_rate)
+
+    def forward(self, video_tokens, text_states, text_mask):
+        update, bypass_prob = self.cross_attention(self.layernorm(video_tokens), text_states, text_mask)
+        return video_tokens + self.drop_path(self.layer_scale * update), bypass_prob
+
+
+class MLMPredictionHead(nn.Module):
+    """BERT's MLM head (`cls.predictions.*` names, as `BertForMaskedLM` and VindLU)."""
+
+    def __init__(self, config):
+        super().__init__()
+        self.transform = nn.Module()
+        self.transform.dense = nn.Linear(config.hidden_size, config.hidden_size)
+        self.transform.LayerNorm = nn.LayerNorm(config.hidden_size, eps=config.layer_norm_eps)
+        self.activation = ACT2FN[config.hidden_act]
+        self.decoder = nn.Linear(config.hidden_size, config.vocab_size, bias=False)
+        self.bias = nn.Parameter(torch.zeros(config.vocab_size))
+
+    def forward(self, hidden_states: torch.Tensor) -> torch.Tensor:
+        hidden_states = self.transform.LayerNorm(self.activation(self.transform.dense(hidden_states)))
+        return self.decoder(hidden_states) + self.bias
+
+
+class T2V2TPreTrainedModel(PreTrainedModel):
+    config_class = T2V2TConfig
+    config: T2V2TConfig
+    base_model_prefix = "t2v2t"
+    main_input_name = "input_ids"
+    input_modalities = ("text", "video")
+    supports_gradient_checkpointing = True
+    _no_split_modules = ["T2V2TVisionLayer", "T2V2TTextLayer", "T2VFusionLayer"]
+    # The model computes its own loss; Trainer must not pass `num_items_in_batch` (doubled DDP losses otherwise).
+    accepts_loss_kwargs = False
+
+    @torch.no_grad()
+    def _init_weights(self, module):
+        super()._init_weights(module)
+        std = self.config.initializer_range
+        vision = self.config.vision_config
+        if isinstance(module, T2V2TVisionEmbeddings):
+            init.trunc_normal_(module.cls_token, std=std)
+            if module.position_embeddings is not None:
+                init.trunc_normal_(module.position_embeddings, std=std)
+            if module.temporal_position_embeddings is not None:
+                init.zeros_(module.temporal_position_embeddings)
+        elif isinstance(module, RelativePositionBias):
+            init.zeros_(module.relative_position_bias_table)
+        elif isinstance(module, T2V2TVisionLayer) and module.lambda_1 is not None:
+            init.constant_(module.lambda_1, vision.layer_scale_init_value)
+            init.constant_(module.lambda_2, vision.layer_scale_init_value)
+        elif isinstance(module, TemporalAttention):
+            init.constant_(module.gate, vision.temporal_scale_init_value)
+        elif isinstance(module, T2VFusionLayer):
+            init.constant_(module.layer_scale, self.config.t2v_layer_scale_init_value)
+        elif isinstance(module, BypassCrossAttention) and module.bypass == "null":
+            init.normal_(module.null_key, std=std)
+            init.zeros_(module.null_value)
+        elif isinstance(module, MLMPredictionHead):
+            init.zeros_(module.bias)
+        elif isinstance(module, T2V2TModel):
+            init.constant_(module.temp, self.config.temp)
+
+    @classmethod
+    def from_vision_text_pretrained(
+        cls,
+        vision_model_name_or_path: str,
+        text_model_name_or_path: str,
+        vision_config_overrides: dict | None = None,
+        output_loading_info: bool = False,
+        **config_kwargs,
+    ):
+        """
+        Initialise from a transformers BEiT or ViT checkpoint and a BERT checkpoint (local folders or Hub ids),
+        e.g. `("microsoft/beit-base-patch16-224-pt22k-ft22k", "bert-base-uncased")`. The image and text towers are
+        copied weight for weight; temporal attention, cross-attention, text→video layers, projections and heads
+        are newly initialised (temporal gates at 0, so the video encoder starts as the image model per frame).
+
+        Args:
+            vision_config_overrides: extra `T2V2TVisionConfig` fields, e.g. `{"num_frames": 12}`.
+            output_loading_info: also return `{"missing_keys", "unexpected_keys"}` of the tower copy.
+            config_kwargs: `T2V2TConfig` fields (`fusion_mode`, `fusion_layer`, ...).
+        """
+        vision_config, text_config, vision_state, text_state = load_tower_configs(
+            vision_model_name_or_path, text_model_name_or_path, vision_config_overrides or {}
+        )
+        config = cls.config_class(text_config=text_config, vision_config=vision_config, **config_kwargs)
+        model = cls(config)
+        info = load_tower_weights(model, vision_state, text_state)
+        logger.info("Initialised from %s and %s; new (randomly initialised) weights: %s",
+                    vision_model_name_or_path, text_model_name_or_path, info["missing_keys"])
+        return (model, info) if output_loading_info else model
+
+
+class T2V2TModel(T2V2TPreTrainedModel):
+    r"""
+    T2V2T for retrieval: VTC + VTM training, embeddings for search, joint-encoder pair scores for reranking.
+
+    Example:
+
+    ```python
+    >>> import torch
+    >>> from modeling_t2v2t import T2V2TConfig, T2V2TModel
+    >>> config = T2V2TConfig(
+    ...     text_config=dict(hidden_size=32, num_hidden_layers=2, num_attention_heads=4, intermediate_size=64),
+    ...     vision_config=dict(hidden_size=32, num_hidden_layers=2, num_attention_heads=4, intermediate_size=64,
+    ...                        image_size=32, patch_size=16, num_frames=2),
+    ...     fusion_layer=1, embed_dim=16)
+    >>> model = T2V2TModel(config).eval()
+    >>> videos = torch.randn(3, 2, 3, 32, 32)  # (batch, frames, channels, height, width)
+    >>> input_ids = torch.randint(1000, 2000, (3, 8))
+    >>> out = model(input_ids=input_ids, attention_mask=torch.ones_like(input_ids), pixel_values_videos=videos)
+    >>> out.logits_per_text.shape
+    torch.Size([3, 3])
+    ```
+    """
+
+    def __init__(self, config: T2V2TConfig):
+        super().__init__(config)
+        vision, text = config.vision_config, config.text_config
+        self.vision_model = T2V2TVisionTransformer(vision)
+        text_layers = text.num_hidden_layers if config.has_joint_encoder else config.fusion_layer
+        self.text_model = T2V2TTextTransformer(text, config.fusion_layer, vision.hidden_size, num_layers=text_layers)
+        self.vision_proj = nn.Linear(vision.hidden_size, config.embed_dim)
+        self.text_proj = nn.Linear(text.hidden_size, config.embed_dim)
+        self.temp = nn.Parameter(torch.tensor(float(config.temp)))
+        if config.has_joint_encoder:
+            # BEiT with mean pooling has no final LayerNorm on its tokens; the joint encoder wants normalised ones.
+            self.vision_layernorm = (
+                nn.LayerNorm(vision.hidden_size, eps=vision.layer_norm_eps) if vision.use_mean_pooling else None
+            )
+            self.t2v_layers = (
+                nn.ModuleList([T2VFusionLayer(config) for _ in range(config.num_t2v_layers)])
+                if config.has_t2v_fusion else None
+            )
+            self.itm_head = nn.Linear(text.hidden_size, 2)
+        self.post_init()
+
+    def get_input_embeddings(self) -> nn.Embedding:
+        return self.text_model.embeddings.word_embeddings
+
+    def set_input_embeddings(self, value: nn.Embedding) -> None:
+        self.text_model.embeddings.word_embeddings = value
+
+    @property
+    def temperature(self) -> torch.Tensor:
+        """The VTC temperature, clamped to `[temp_min, temp_max]` as VindLU does."""
+        return self.temp.clamp(self.config.temp_min, self.config.temp_max)
+
+    # ----- encoders -------------------------------------------------------------------------------------------
+    def encode_text(self, input_ids, attention_mask=None, token_type_ids=None) -> T2V2TTextEncoding:
+        """Text-only features for search (`text_embeds`) and for the joint encoder (`text_states`)."""
+        if attention_mask is None:
+            attention_mask = torch.ones_like(input_ids)
+        states = self.text_model.encode_text(input_ids, attention_mask, token_type_ids)
+        embeds = F.normalize(self.text_proj(states[:, 0]), dim=-1)
+        return T2V2TTextEncoding(text_embeds=embeds, text_states=states, attention_mask=attention_mask)
+
+    def encode_video(self, pixel_values_videos, output_hidden_states: bool = False) -> T2V2TVideoEncoding:
+        """Video features for search (`video_embeds`) and the tokens the joint encoder attends to."""
+        vision = self.vision_model(pixel_values_videos, output_hidden_states=output_hidden_states)
+        frame_embeds = F.normalize(self.vision_proj(vision.pooler_output), dim=-1)  # (B, T, E)
+        tokens = None
+        if self.config.has_joint_encoder:
+            last = vision.last_hidden_state
+            if self.vision_layernorm is not None:
+                last = self.vision_layernorm(last)
+            tokens = last.flatten(1, 2)  # (B, T*L, D): every frame's tokens
+        return T2V2TVideoEncoding(
+            video_embeds=frame_embeds.mean(dim=1), frame_embeds=frame_embeds, video_tokens=tokens,
+            vision_last_hidden_state=vision.last_hidden_state,
+        )
+
+    def get_text_features(self, input_ids, attention_mask=None, token_type_ids=None) -> torch.Tensor:
+        """(B, embed_dim) L2-normalised text embeddings."""
+        return self.encode_text(input_ids, attention_mask, token_type_ids).text_embeds
+
+    def get_video_features(self, pixel_values_videos) -> torch.Tensor:
+        """
+        (B, embed_dim) video embeddings: the mean over frames of L2-normalised frame embeddings. Its dot product
+        with a text embedding is exactly the VTC similarity (mean of per-frame cosines); its norm is at most 1.
+        """
+        return self.encode_video(pixel_values_videos).video_embeds
+
+    # ----- joint encoder --------------------------------------------------------------------------------------
+    def _require_joint_encoder(self, what: str) -> None:
+        if not self.config.has_joint_encoder:
+            raise ValueError(f"{what} needs a joint encoder, but this model has fusion_mode='none' (dual encoder).")
+
+    def fuse(self, text_states, attention_mask, video_tokens, output_bypass_probs: bool = False):
+        """
+        Joint encoding of aligned pairs (text i, video i): text→video layers (T2V2T modes) then the text fusion
+        layers. Returns the fused text states (P, N, D) and the per-layer bypass probabilities (or `None`).
+        """
+        self._require_joint_encoder("fuse()")
+        if text_states.shape[0] != video_tokens.shape[0]:
+            raise ValueError(
+                f"fuse() scores aligned pairs: got {text_states.shape[0]} texts and {video_tokens.shape[0]} videos."
+            )
+        bypass_probs = [] if output_bypass_probs else None
+        if self.t2v_layers is not None:
+            for layer in self.t2v_layers:
+                video_tokens, bypass_prob = layer(video_tokens, text_states, attention_mask)
+                if output_bypass_probs and bypass_prob is not None:
+                    bypass_probs.append(bypass_prob)
+        fused = self.text_model.fuse(text_states, attention_mask, video_tokens)
+        return fused, (tuple(bypass_probs) if bypass_probs else None)
+
+    def score_pairs(
+        self,
+        input_ids=None,
+        attention_mask=None,
+        pixel_values_videos=None,
+        text_encoding: T2V2TTextEncoding | None = None,
+        video_encoding: T2V2TVideoEncoding | None = None,
+        output_bypass_probs: bool = False,
+    ) -> T2V2TPairScores:
+        """
+        Joint-encoder match scores of aligned (text i, video i) pairs, for reranking. Pass raw inputs, or cached
+        `encode_text`/`encode_video` results so each video is encoded once; form pairs with their `select(index)`,
+        e.g. `score_pairs(text_encoding=text.select(torch.zeros(k, dtype=torch.long)), video_encoding=videos)`
+        scores one query against k videos.
+        """
+        self._require_joint_encoder("score_pairs()")
+        if text_encoding is None:
+            if input_ids is None:
+                raise ValueError("score_pairs() needs input_ids or text_encoding.")
+            text_encoding = self.encode_text(input_ids, attention_mask)
+        if video_encoding is None:
+            if pixel_values_videos is None:
+                raise ValueError("score_pairs() needs pixel_values_videos or video_encoding.")
+            video_encoding = self.encode_video(pixel_values_videos)
+        fused, bypass_probs = self.fuse(
+            text_encoding.text_states, text_encoding.attention_mask, video_encoding.video_tokens, output_bypass_probs
+        )
+        logits = self.itm_head(fused[:, 0])
+        return T2V2TPairScores(scores=logits[:, 1], vtm_logits=logits, bypass_probs=bypass_probs)
+
+    # ----- training -------------------------------------------------------------------------------------------
+    @staticmethod
+    def _prepare_video_ids(video_ids, batch: int, device) -> torch.Tensor:
+        if video_ids is None:
+            return default_video_ids(batch, device)
+        video_ids = torch.as_tensor(video_ids, device=device)
+        if video_ids.dtype.is_floating_point or video_ids.dtype == torch.bool or video_ids.shape != (batch,):
+            raise ValueError(
+                f"video_ids must be {batch} integers (one per pair), got dtype {video_ids.dtype} and shape "
+                f"{tuple(video_ids.shape)}."
+            )
+        return video_ids.long()
+
+    def vtm_loss(self, text: T2V2TTextEncoding, video: T2V2TVideoEncoding, similarity, video_ids):
+        """VTM on every positive pair plus one hard negative video per text and one hard negative text per video
+        (3B pairs when every pair has a negative in the batch)."""
+        batch = similarity.shape[0]
+        negative_videos, negative_texts, has_negative = sample_vtm_negatives(
+            similarity, video_ids, self.config.vtm_hard_negatives)
+        if not bool(has_negative.all()):
+            logger.warning_once("A batch holds a single video: its pairs get no VTM negative (use larger batches).")
+        arange = torch.arange(batch, device=similarity.device)
+        rows = arange[has_negative]
+        text_index = torch.cat([arange, rows, negative_texts[has_negative]])
+        video_index = torch.cat([arange, negative_videos[has_negative], rows])
+        fused, _ = self.fuse(text.text_states[text_index], text.attention_mask[text_index],
+                             video.video_tokens[video_index])
+        logits = self.itm_head(fused[:, 0])
+        labels = torch.cat([torch.ones_like(arange), torch.zeros(2 * len(rows), dtype=torch.long,
+                                                                 device=similarity.device)])
+        return F.cross_entropy(logits.float(), labels), logits[:batch]
+
+    def _forward_with_encodings(
+        self, input_ids, attention_mask, pixel_values_videos, video_ids, token_type_ids, return_loss
+    ) -> tuple[T2V2TOutput, T2V2TTextEncoding, T2V2TVideoEncoding]:
+        if input_ids is None or pixel_values_videos is None:
+            raise ValueError("T2V2TModel.forward needs both input_ids and pixel_values_videos.")
+        if attention_mask is None:
+            attention_mask = torch.ones_like(input_ids)
+        text = self.encode_text(input_ids, attention_mask, token_type_ids)
+        video = self.encode_video(pixel_values_videos)
+        logits_per_text = text.text_embeds @ video.video_embeds.T / self.temperature
+
+        loss = loss_vtc = loss_vtm = vtm_logits = None
+        if return_loss:
+            if text.text_embeds.shape[0] != video.video_embeds.shape[0]:
+                raise ValueError(
+                    f"Training takes aligned (caption, video) pairs: got {text.text_embeds.shape[0]} captions and "
+                    f"{video.video_embeds.shape[0]} videos."
+                )
+            ids = self._prepare_video_ids(video_ids, input_ids.shape[0], input_ids.device)
+            loss_vtc = vtc_loss(text.text_embeds, video.video_embeds, self.temperature, ids,
+                                gather=self.config.gather_distributed)
+            loss = self.config.vtc_loss_weight * loss_vtc
+            if self.config.has_joint_encoder:
+                loss_vtm, vtm_logits = self.vtm_loss(text, video, logits_per_text.detach(), ids)
+                loss = loss + self.config.vtm_loss_weight * loss_vtm
+        elif self.config.has_joint_encoder and input_ids.shape[0] == pixel_values_videos.shape[0]:
+            vtm_logits = self.score_pairs(text_encoding=text, video_encoding=video).vtm_logits
+
+        output = T2V2TOutput(
+            loss=loss, loss_vtc=loss_vtc, loss_vtm=loss_vtm,
+            logits_per_text=logits_per_text, logits_per_video=logits_per_text.T,
+            text_embeds=text.text_embeds, video_embeds=video.video_embeds, vtm_logits=vtm_logits,
+            text_last_hidden_state=text.text_states, vision_last_hidden_state=video.vision_last_hidden_state,
+        )
+        return output, text, video
+
+    def forward(
+        self,
+        input_ids: torch.LongTensor | None = None,
+        attention_mask: torch.Tensor | None = None,
+        pixel_values_videos: torch.FloatTensor | None = None,
+        video_ids: torch.LongTensor | None = None,
+        token_type_ids: torch.LongTensor | None = None,
+        return_loss: bool | None = None,
+        return_dict: bool | None = None,
+    ) -> T2V2TOutput | tuple:
+        r"""
+        Args:
+            input_ids, attention_mask, token_type_ids: tokenised captions (B_t, N).
+            pixel_values_videos (`(B_v, T, C, H, W)`): clips from `T2V2TVideoProcessor`; any T (the temporal
+                embedding is interpolated).
+            video_ids (`(B,)`, *optional*): integer video id of each pair, so captions of the same video count as
+                positives in VTC and are never drawn as VTM negatives. Default: every pair is its own video.
+            return_loss (`bool`, *optional*): compute VTC (+ VTM when there is a joint encoder) on aligned pairs.
+        """
+        output, _, _ = self._forward_with_encodings(
+            input_ids, attention_mask, pixel_values_videos, video_ids, token_type_ids, return_loss
+        )
+        return_dict = return_dict if return_dict is not None else self.config.return_dict
+        return output if return_dict else output.to_tuple()
+
+class T2V2TForPreTraining(T2V2TPreTrainedModel):
+    r"""
+    T2V2T with VTC + VTM + MLM, for pretraining on video-text and image-text pairs (images: 1-frame videos).
+    MLM masks the caption (or takes `mlm_input_ids`/`mlm_labels` from a collator) and predicts the masked words
+    through the joint encoder, so the words must be recovered from the video.
+    """
+
+    _tied_weights_keys = {"cls.predictions.decoder.weight": "t2v2t.text_model.embeddings.word_embeddings.weight"}
+
+    def __init__(self, config: T2V2TConfig):
+        if not config.has_joint_encoder:
+            raise ValueError("T2V2TForPreTraining needs a joint encoder for MLM; fusion_mode='none' has none. "
+                             "Pretrain a dual encoder with T2V2TModel (VTC only).")
+        super().__init__(config)
+        self.t2v2t = T2V2TModel(config)
+        self.cls = nn.Module()
+        self.cls.predictions = MLMPredictionHead(config.text_config)
+        self.post_init()
+
+    def get_input_embeddings(self) -> nn.Embedding:
+        return self.t2v2t.get_input_embeddings()
+
+    def get_output_embeddings(self) -> nn.Linear:
+        return self.cls.predictions.decoder
+
+    def set_output_embeddings(self, value: nn.Linear) -> None:
+        self.cls.predictions.decoder = value
+
+    def mlm_loss(self, input_ids, attention_mask, video: T2V2TVideoEncoding, mlm_input_ids=None, mlm_labels=None):
+        text_config = self.config.text_config
+        if mlm_labels is None:
+            if text_config.mask_token_id is None:
+                raise ValueError("MLM needs text_config.mask_token_id (set it from the tokenizer).")
+            special = [i for i in (text_config.pad_token_id, text_config.cls_token_id, text_config.sep_token_id)
+                       if i is not None]
+            mlm_input_ids, mlm_labels = mask_tokens(input_ids, self.config.mlm_probability,
+                                                    text_config.mask_token_id, text_config.vocab_size, special)
+        elif mlm_input_ids is None:
+            raise ValueError("mlm_labels was given without mlm_input_ids (the masked captions).")
+        states = self.t2v2t.text_model.encode_text(mlm_input_ids, attention_mask)
+        fused, _ = self.t2v2t.fuse(states, attention_mask, video.video_tokens)
+        picked = mlm_labels != -100
+        if not bool(picked.any()):  # nothing masked in this batch: a zero loss that keeps the graph
+            return fused.sum() * 0.0
+        logits = self.cls.predictions(fused[picked])  # the vocabulary head only where it is needed
+        return F.cross_entropy(logits.float(), mlm_labels[picked])
+
+    def forward(
+        self,
+        input_ids: torch.LongTensor | None = None,
+        attention_mask: torch.Tensor | None = None,
+        pixel_values_videos: torch.FloatTensor | None = None,
+        video_ids: torch.LongTensor | None = None,
+        token_type_ids: torch.LongTensor | None = None,
+        mlm_input_ids: torch.LongTensor | None = None,
+        mlm_labels: torch.LongTensor | None = None,
+        return_loss: bool | None = None,
+        return_dict: bool | None = None,
+    ) -> T2V2TForPreTrainingOutput | tuple:
+        r"""
+        Args: as `T2V2TModel.forward`, plus
+            mlm_input_ids, mlm_labels (*optional*): masked captions and their labels (-100 = not masked); when
+                omitted, captions are masked here with `config.mlm_probability` (80/10/10).
+        """
+        if attention_mask is None and input_ids is not None:
+            attention_mask = torch.ones_like(input_ids)
+        base, _, video = self.t2v2t._forward_with_encodings(
+            input_ids, attention_mask, pixel_values_videos, video_ids, token_type_ids, return_loss
+        )
+        loss, loss_mlm = base.loss, None
+        if return_loss:
+            loss_mlm = self.mlm_loss(input_ids, attention_mask, video, mlm_input_ids, mlm_labels)
+            loss = loss + self.config.mlm_loss_weight * loss_mlm
+        output = T2V2TForPreTrainingOutput(
+            loss=loss, loss_vtc=base.loss_vtc, loss_vtm=base.loss_vtm, loss_mlm=loss_mlm,
+            logits_per_text=base.logits_per_text, logits_per_video=base.logits_per_video,
+            text_embeds=base.text_embeds, video_embeds=base.video_embeds, vtm_logits=base.vtm_logits,
+        )
+        return_dict = return_dict if return_dict is not None else self.config.return_dict
+        return output if return_dict else output.to_tuple()
+
+
+__all__ = [
+    "T2V2TPreTrainedModel",
+    "T2V2TModel",
+    "T2V2TForPreTraining",
+    "T2V2TOutput",
+    "T2V2TForPreTrainingOutput",
+    "T2V2TTextEncoding",
+    "T2V2TVideoEncoding",
+    "T2V2TPairScores",
+]

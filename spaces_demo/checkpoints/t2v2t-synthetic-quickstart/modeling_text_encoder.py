@@ -1,0 +1,177 @@
+"""The T2V2T text encoder: BERT whose layers from `fusion_layer` on add a cross-attention to video tokens
+(self-attention -> cross-attention -> FFN, as ALBEF/VindLU).
+
+Module names mirror transformers' `BertModel` (`embeddings.word_embeddings`, `encoder.layer.N.attention.self.query`,
+...) and VindLU's cross-attention (`encoder.layer.N.crossattention.self.key`), so both checkpoints map one to one.
+Layers `[0, fusion_layer)` give the text-only features used by VTC; running every layer without video tokens
+computes exactly `BertModel`'s function.
+"""
+
+import torch
+from torch import nn
+from transformers.activations import ACT2FN
+from transformers.modeling_layers import GradientCheckpointingLayer
+
+from .attention_t2v2t import attend, padding_mask_to_bias
+from .configuration_t2v2t import T2V2TTextConfig
+
+
+class T2V2TTextEmbeddings(nn.Module):
+    def __init__(self, config: T2V2TTextConfig):
+        super().__init__()
+        self.word_embeddings = nn.Embedding(config.vocab_size, config.hidden_size, padding_idx=config.pad_token_id)
+        self.position_embeddings = nn.Embedding(config.max_position_embeddings, config.hidden_size)
+        self.token_type_embeddings = nn.Embedding(config.type_vocab_size, config.hidden_size)
+        self.LayerNorm = nn.LayerNorm(config.hidden_size, eps=config.layer_norm_eps)
+        self.dropout = nn.Dropout(config.hidden_dropout_prob)
+        self.max_positions = config.max_position_embeddings
+
+    def forward(self, input_ids: torch.Tensor, token_type_ids: torch.Tensor | None = None) -> torch.Tensor:
+        length = input_ids.shape[1]
+        if length > self.max_positions:
+            raise ValueError(
+                f"input_ids has {length} tokens but max_position_embeddings is {self.max_positions}; "
+                "truncate the captions (the processor's max_length)."
+            )
+        if token_type_ids is None:
+            token_type_ids = torch.zeros_like(input_ids)
+        positions = torch.arange(length, device=input_ids.device)[None]
+        embeddings = (
+            self.word_embeddings(input_ids)
+            + self.token_type_embeddings(token_type_ids)
+            + self.position_embeddings(positions)
+        )
+        return self.dropout(self.LayerNorm(embeddings))
+
+
+class BertAttentionProjections(nn.Module):
+    """`query`/`key`/`value` as BERT names them; keys/values may come from another modality (`kv_width`)."""
+
+    def __init__(self, hidden_size: int, kv_width: int):
+        super().__init__()
+        self.query = nn.Linear(hidden_size, hidden_size)
+        self.key = nn.Linear(kv_width, hidden_size)
+        self.value = nn.Linear(kv_width, hidden_size)
+
+
+class BertResidualOutput(nn.Module):
+    """Post-LN residual: `LayerNorm(dropout(dense(x)) + residual)`."""
+
+    def __init__(self, in_width: int, config: T2V2TTextConfig):
+        super().__init__()
+        self.dense = nn.Linear(in_width, config.hidden_size)
+        self.LayerNorm = nn.LayerNorm(config.hidden_size, eps=config.layer_norm_eps)
+        self.dropout = nn.Dropout(config.hidden_dropout_prob)
+
+    def forward(self, hidden_states: torch.Tensor, residual: torch.Tensor) -> torch.Tensor:
+        return self.LayerNorm(self.dropout(self.dense(hidden_states)) + residual)
+
+
+class BertAttentionBlock(nn.Module):
+    def __init__(self, config: T2V2TTextConfig, kv_width: int):
+        super().__init__()
+        self.self = BertAttentionProjections(config.hidden_size, kv_width)
+        self.output = BertResidualOutput(config.hidden_size, config)
+        self.num_heads = config.num_attention_heads
+        self.dropout = config.attention_probs_dropout_prob
+
+    def forward(self, hidden_states, context, bias):
+        dropout = self.dropout if self.training else 0.0
+        attended = attend(self.self.query(hidden_states), self.self.key(context), self.self.value(context),
+                          self.num_heads, bias, dropout)
+        return self.output(attended, hidden_states)
+
+
+class BertIntermediate(nn.Module):
+    def __init__(self, config: T2V2TTextConfig):
+        super().__init__()
+        self.dense = nn.Linear(config.hidden_size, config.intermediate_size)
+        self.intermediate_act_fn = ACT2FN[config.hidden_act]
+
+    def forward(self, hidden_states: torch.Tensor) -> torch.Tensor:
+        return self.intermediate_act_fn(self.dense(hidden_states))
+
+
+class T2V2TTextLayer(GradientCheckpointingLayer):
+    """BERT layer; with `video_width` set it also cross-attends to video tokens after self-attention."""
+
+    def __init__(self, config: T2V2TTextConfig, video_width: int | None = None):
+        super().__init__()
+        self.attention = BertAttentionBlock(config, config.hidden_size)
+        self.crossattention = BertAttentionBlock(config, video_width) if video_width is not None else None
+        self.intermediate = BertIntermediate(config)
+        self.output = BertResidualOutput(config.intermediate_size, config)
+
+    def forward(
+        self,
+        hidden_states: torch.Tensor,
+        self_bias: torch.Tensor,
+        video_states: torch.Tensor | None = None,
+    ) -> torch.Tensor:
+        hidden_states = self.attention(hidden_states, hidden_states, self_bias)
+        if video_states is not None:
+            if self.crossattention is None:
+                raise ValueError("video tokens were given to a text-only layer (below fusion_layer).")
+            hidden_states = self.crossattention(hidden_states, video_states, None)  # every video token is real
+        return self.output(self.intermediate(hidden_states), hidden_states)
+
+
+class T2V2TTextEncoderLayers(nn.Module):
+    def __init__(self, config: T2V2TTextConfig, num_layers: int, fusion_layer: int, video_width: int):
+        super().__init__()
+        self.layer = nn.ModuleList(
+            [T2V2TTextLayer(config, video_width if i >= fusion_layer else None) for i in range(num_layers)]
+        )
+
+
+class T2V2TTextTransformer(nn.Module):
+    """
+    BERT with cross-attention from `fusion_layer` on. `num_layers` may be smaller than the config's
+    `num_hidden_layers` (the dual encoder builds only the text-only layers).
+    """
+
+    def __init__(self, config: T2V2TTextConfig, fusion_layer: int, video_width: int, num_layers: int | None = None):
+        super().__init__()
+        self.config = config
+        self.fusion_layer = fusion_layer
+        self.embeddings = T2V2TTextEmbeddings(config)
+        num_layers = config.num_hidden_layers if num_layers is None else num_layers
+        self.encoder = T2V2TTextEncoderLayers(config, num_layers, fusion_layer, video_width)
+
+    @property
+    def num_layers(self) -> int:
+        return len(self.encoder.layer)
+
+    def run_layers(
+        self,
+        hidden_states: torch.Tensor,
+        attention_mask: torch.Tensor,
+        start: int,
+        end: int,
+        video_states: torch.Tensor | None = None,
+    ) -> torch.Tensor:
+        """Runs layers `[start, end)`; layers at or past `fusion_layer` cross-attend to `video_states` if given."""
+        bias = padding_mask_to_bias(attention_mask, hidden_states.dtype)
+        for index in range(start, end):
+            context = video_states if index >= self.fusion_layer else None
+            hidden_states = self.encoder.layer[index](hidden_states, bias, context)
+        return hidden_states
+
+    def encode_text(self, input_ids, attention_mask, token_type_ids=None) -> torch.Tensor:
+        """Text-only features: embeddings then layers `[0, fusion_layer)`. (B, N, D)."""
+        embeddings = self.embeddings(input_ids, token_type_ids)
+        return self.run_layers(embeddings, attention_mask, 0, self.fusion_layer)
+
+    def fuse(self, text_states, attention_mask, video_states) -> torch.Tensor:
+        """Joint features: layers `[fusion_layer, num_layers)` over text states, cross-attending to video."""
+        return self.run_layers(text_states, attention_mask, self.fusion_layer, self.num_layers, video_states)
+
+    def forward(self, input_ids, attention_mask=None, token_type_ids=None, video_states=None) -> torch.Tensor:
+        """All layers; without `video_states` this is `BertModel(...).last_hidden_state`."""
+        if attention_mask is None:
+            attention_mask = torch.ones_like(input_ids)
+        embeddings = self.embeddings(input_ids, token_type_ids)
+        return self.run_layers(embeddings, attention_mask, 0, self.num_layers, video_states)
+
+
+__all__ = ["T2V2TTextTransformer"]
