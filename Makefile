@@ -10,7 +10,7 @@ export HF_HUB_DISABLE_TELEMETRY := 1
 export GRADIO_ANALYTICS_ENABLED := False
 export TOKENIZERS_PARALLELISM := false
 
-.PHONY: setup quickstart test decoders
+.PHONY: setup quickstart test ablation demo decoders
 
 setup: $(VENV)/.installed
 
@@ -25,8 +25,18 @@ $(VENV)/.installed: pyproject.toml
 quickstart: setup
 	$(PY) training/quickstart.py
 
+# Chromium (Debian's, via apt, once) is for the demo's headless screenshot test; the script never fails the build.
 test: setup
+	sh spaces_demo/install_chromium.sh
 	$(PY) -m pytest -q tests
+
+# Every method, same budget, several seeds, on the synthetic benchmark -> results/ablation.md and .png.
+ablation: setup
+	$(PY) training/ablation.py
+
+# The Gradio Space demo on http://127.0.0.1:7860.
+demo: setup
+	cd spaces_demo && ../$(PY) app.py
 
 # Optional: the torchcodec and decord decoding backends (root on Debian 12 for the FFmpeg libraries).
 decoders: setup
