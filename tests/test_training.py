@@ -83,6 +83,7 @@ def test_finetune_selects_on_validation_and_saves_a_hub_folder(tmp_path, bench):
                    if "eval_mean_recall" in entry)  # selection never saw the test split
     saved = json.loads((tmp_path / "run" / "config.json").read_text())
     assert saved["auto_map"]["AutoModel"] == "modeling_t2v2t.T2V2TModel"
+    assert json.loads((tmp_path / "run" / "training_config.json").read_text()) == config  # the run's config
     reloaded = AutoModel.from_pretrained(tmp_path / "run")
     for name, parameter in reloaded.named_parameters():  # the saved model is the best checkpoint
         assert torch.equal(parameter, trainer.model.state_dict()[name]), name

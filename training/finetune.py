@@ -10,7 +10,9 @@ Arguments: `ModelArguments` (modeling_t2v2t.training_setup), `DataArguments` (pr
 """
 
 import logging
+import shutil
 import sys
+from pathlib import Path
 
 import datasets
 import transformers
@@ -40,8 +42,8 @@ def metrics_table(metrics: dict, prefix: str) -> str:
 
 
 def main(argv=None, pretraining: bool = False):
-    model_args, data_args, training_args = parse_arguments(
-        (ModelArguments, DataArguments, TrainingArguments), sys.argv[1:] if argv is None else argv)
+    argv = sys.argv[1:] if argv is None else argv
+    model_args, data_args, training_args = parse_arguments((ModelArguments, DataArguments, TrainingArguments), argv)
     # The collator decodes paths and tokenises captions itself: keep the dataset columns it reads.
     training_args.remove_unused_columns = False
     # Checkpoints are selected by validation retrieval, which has no loss (transformers' default metric).
@@ -87,6 +89,8 @@ def main(argv=None, pretraining: bool = False):
     if trainer.is_world_process_zero():
         save_hub_folder(trainer.model, processor, training_args.output_dir)
         trainer.save_state()
+        if len(argv) == 1 and argv[0].endswith(".json"):  # the run's config travels with it (push_to_hub reads it)
+            shutil.copyfile(argv[0], Path(training_args.output_dir) / "training_config.json")
 
     # 5. The test split, once, after selection.
     test_metrics = None
