@@ -3,7 +3,7 @@
 Importing this package registers the models with the Auto classes:
 
 ```python
->>> import modeling_t2v2t  # registers "t2v2t"
+>>> import modeling_t2v2t  # registers "t2v2t", "xpool" and "cret"
 >>> from transformers import AutoConfig, AutoModel
 >>> model = AutoModel.from_config(AutoConfig.for_model("t2v2t"))
 ```
@@ -14,7 +14,10 @@ code (`trust_remote_code=True`) and loaded where this package is not installed.
 
 from transformers import AutoConfig, AutoModel, AutoModelForPreTraining, AutoProcessor, AutoVideoProcessor
 
+from .configuration_cret import CRETConfig
 from .configuration_t2v2t import T2V2TConfig, T2V2TTextConfig, T2V2TVisionConfig
+from .configuration_xpool import XPoolConfig
+from .modeling_cret import CRETModel, CRETOutput, CRETTextEncoding, CRETVideoEncoding
 from .modeling_t2v2t import (
     T2V2TForPreTraining,
     T2V2TModel,
@@ -24,6 +27,7 @@ from .modeling_t2v2t import (
     T2V2TTextEncoding,
     T2V2TVideoEncoding,
 )
+from .modeling_xpool import XPoolModel, XPoolOutput, XPoolTextEncoding, XPoolVideoEncoding
 from .hub_export import save_hub_folder
 from .processing_t2v2t import T2V2TProcessor
 from .video_processing_t2v2t import T2V2TVideoProcessor
@@ -36,6 +40,12 @@ def _register_auto_classes() -> None:
     AutoModelForPreTraining.register(T2V2TConfig, T2V2TForPreTraining, exist_ok=True)
     AutoVideoProcessor.register(T2V2TConfig, T2V2TVideoProcessor, exist_ok=True)
     AutoProcessor.register(T2V2TConfig, T2V2TProcessor, exist_ok=True)
+    # The baselines take the same inputs, so they share T2V2T's processors.
+    for config_class, model_class in ((XPoolConfig, XPoolModel), (CRETConfig, CRETModel)):
+        AutoConfig.register(config_class.model_type, config_class, exist_ok=True)
+        AutoModel.register(config_class, model_class, exist_ok=True)
+        AutoVideoProcessor.register(config_class, T2V2TVideoProcessor, exist_ok=True)
+        AutoProcessor.register(config_class, T2V2TProcessor, exist_ok=True)
 
 
 _register_auto_classes()
@@ -53,5 +63,15 @@ __all__ = [
     "T2V2TVideoEncoding",
     "T2V2TProcessor",
     "T2V2TVideoProcessor",
+    "XPoolConfig",
+    "XPoolModel",
+    "XPoolOutput",
+    "XPoolTextEncoding",
+    "XPoolVideoEncoding",
+    "CRETConfig",
+    "CRETModel",
+    "CRETOutput",
+    "CRETTextEncoding",
+    "CRETVideoEncoding",
     "save_hub_folder",
 ]

@@ -13,6 +13,8 @@ logger = logging.get_logger(__name__)
 _AUTO_CLASS_OF = {
     "T2V2TModel": "AutoModel",
     "T2V2TForPreTraining": "AutoModelForPreTraining",
+    "XPoolModel": "AutoModel",
+    "CRETModel": "AutoModel",
 }
 
 

@@ -1,0 +1,135 @@
+"""Configuration of X-Pool (Gorti et al., "X-Pool: Cross-Modal Language-Video Attention for Text-Video Retrieval",
+CVPR 2022), following its public code.
+
+Two backbones give the frame and text features the pooling works on:
+
+- `backbone="towers"`: this package's towers, the T2V2T video encoder (per-frame pooled features) and a BERT text
+  encoder ([CLS]), each projected to `embed_dim`; the same towers T2V2T uses, for a comparison on the same data.
+- `backbone="clip"`: a transformers `CLIPModel` (the paper's ViT-B/32), `get_image_features` per frame and
+  `get_text_features`; `embed_dim` is CLIP's `projection_dim`.
+"""
+
+from transformers import CLIPConfig, PreTrainedConfig
+from transformers.configuration_utils import SubConfigSpec
+from transformers.utils import logging
+
+from .configuration_t2v2t import (
+    T2V2TTextConfig,
+    T2V2TVisionConfig,
+    _check,
+    _check_positive_int,
+    _check_probability,
+)
+
+logger = logging.get_logger(__name__)
+
+XPOOL_BACKBONES = ("towers", "clip")
+# X-Pool keeps CLIP's logit scale below ln(100), as CLIP itself does.
+LOG_100 = 4.605170185988092
+# CLIP's initial logit scale, ln(1 / 0.07).
+LOG_INV_007 = 2.6592600369327779
+
+
+class XPoolConfig(PreTrainedConfig):
+    r"""
+    Configuration of an X-Pool model: text-conditioned attention pooling of frame embeddings.
+
+    Args:
+        backbone (`str`, defaults to `"towers"`): `"towers"` (this package's video and text encoders, configured by
+            `vision_config`/`text_config`) or `"clip"` (a transformers `CLIPModel` configured by `clip_config`).
+        text_config (`dict` or `T2V2TTextConfig`, *optional*): BERT-like text encoder (towers only; all its layers
+            are text-only).
+        vision_config (`dict` or `T2V2TVisionConfig`, *optional*): video encoder (towers only).
+        clip_config (`dict` or `CLIPConfig`, *optional*): the CLIP model (clip only).
+        embed_dim (`int`, *optional*): width of the frame/text features the pooling works on. Towers: size of the
+            projections, default 256 (T2V2T's VTC size). CLIP: its `projection_dim` (the default; another value
+            raises).
+        num_attention_heads (`int`, defaults to 1): heads of the pooling attention (X-Pool uses 1).
+        pooling_dropout (`float`, defaults to 0.3): dropout of the pooling's residual linear layer (X-Pool's
+            `transformer_dropout`).
+        logit_scale_init_value (`float`, defaults to ln(1/0.07) = 2.6592): initial log logit scale (CLIP's init),
+            towers only: with the CLIP backbone the scale is CLIP's own `logit_scale`, as in X-Pool.
+        logit_scale_max (`float`, defaults to ln(100)): the log logit scale is clamped to at most this value.
+        similarity_text_chunk_size (`int`, defaults to 32): texts per chunk in `retrieval_similarity` (pooled
+            embeddings for all videos are held for one chunk of texts at a time).
+        gather_distributed (`bool`, defaults to `True`): gather text and frame features across processes for the
+            contrastive loss when distributed.
+        layer_norm_eps (`float`, defaults to 1e-5): epsilon of the pooling's LayerNorms (torch's default, as X-Pool).
+        initializer_range (`float`, defaults to 0.02): std of the normal init of the towers' new weights.
+
+    Example:
+
+    ```python
+    >>> from modeling_t2v2t import XPoolConfig, XPoolModel
+    >>> model = XPoolModel(XPoolConfig(backbone="towers", embed_dim=256))
+    ```
+    """
+
+    model_type = "xpool"
+    # Optional: the towers' configs are absent with the CLIP backbone and CLIP's is absent with the towers.
+    sub_configs_defaults = {
+        "text_config": SubConfigSpec(T2V2TTextConfig, optional=True),
+        "vision_config": SubConfigSpec(T2V2TVisionConfig, optional=True),
+        "clip_config": SubConfigSpec(CLIPConfig, optional=True),
+    }
+
+    backbone: str = "towers"
+    text_config: dict | T2V2TTextConfig | None = None
+    vision_config: dict | T2V2TVisionConfig | None = None
+    clip_config: dict | CLIPConfig | None = None
+    embed_dim: int | None = None
+    num_attention_heads: int = 1
+    pooling_dropout: float = 0.3
+    logit_scale_init_value: float = LOG_INV_007
+    logit_scale_max: float = LOG_100
+    similarity_text_chunk_size: int = 32
+    gather_distributed: bool = True
+    layer_norm_eps: float = 1e-5
+    initializer_range: float = 0.02
+
+    def __post_init__(self, **kwargs):
+        super().__post_init__(**kwargs)
+        name = type(self).__name__
+        _check(self.backbone in XPOOL_BACKBONES, name, "backbone", self.backbone, f"must be one of {XPOOL_BACKBONES}")
+        if self.backbone == "towers":
+            _check(self.clip_config is None, name, "clip_config", "<CLIPConfig>",
+                   "must be None with backbone='towers' (set backbone='clip' to use CLIP)")
+            # Defaults as for T2V2T, so `XPoolConfig()` is a complete base-size model.
+            self.text_config = self.text_config if self.text_config is not None else T2V2TTextConfig()
+            self.vision_config = self.vision_config if self.vision_config is not None else T2V2TVisionConfig()
+            self.embed_dim = 256 if self.embed_dim is None else self.embed_dim
+        else:
+            for field in ("text_config", "vision_config"):
+                _check(getattr(self, field) is None, name, field, f"<{type(getattr(self, field)).__name__}>",
+                       "must be None with backbone='clip' (CLIP's own configs are in clip_config)")
+            self.clip_config = self.clip_config if self.clip_config is not None else CLIPConfig()
+            projection_dim = self.clip_config.projection_dim
+            if self.embed_dim is None:
+                self.embed_dim = projection_dim
+            _check(self.embed_dim == projection_dim, name, "embed_dim", self.embed_dim,
+                   f"must equal clip_config.projection_dim={projection_dim} with backbone='clip'")
+        _check_positive_int(name, "embed_dim", self.embed_dim)
+        _check_positive_int(name, "num_attention_heads", self.num_attention_heads)
+        _check(self.embed_dim % self.num_attention_heads == 0, name, "num_attention_heads", self.num_attention_heads,
+               f"embed_dim ({self.embed_dim}) must be divisible by the number of attention heads")
+        _check_probability(name, "pooling_dropout", self.pooling_dropout)
+        _check(isinstance(self.logit_scale_max, (int, float)) and self.logit_scale_max > 0, name, "logit_scale_max",
+               self.logit_scale_max, "must be a number > 0")
+        _check(isinstance(self.logit_scale_init_value, (int, float))
+               and self.logit_scale_init_value <= self.logit_scale_max, name, "logit_scale_init_value",
+               self.logit_scale_init_value, f"must be a number <= logit_scale_max={self.logit_scale_max}")
+        _check_positive_int(name, "similarity_text_chunk_size", self.similarity_text_chunk_size)
+        _check(self.layer_norm_eps > 0, name, "layer_norm_eps", self.layer_norm_eps, "must be > 0")
+
+    @property
+    def has_joint_encoder(self) -> bool:
+        """X-Pool has no joint encoder to rerank with: its score is already per (text, video) pair."""
+        return False
+
+    @property
+    def retrieval_embed_dim(self) -> int:
+        """Width of `get_text_features`/`get_video_features` (stage-1 search embeddings)."""
+        return self.embed_dim
+
+
+__all__ = ["XPoolConfig", "XPOOL_BACKBONES"]
