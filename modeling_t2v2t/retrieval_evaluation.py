@@ -6,6 +6,12 @@ its embedding kept and its joint-encoder tokens written to a `VideoTokenStore` (
 temporary memory-mapped file); candidate pairs are scored in fixed-size batches, grouped by video so each video's
 tokens are read once. T2V2T's tokens are conditioned on the caption inside the joint encoder, so no per-video
 key/value cache can be shared across captions: the cost of reranking grows with the number of pairs scored.
+
+Models whose similarity is not a dot product of embeddings (X-Pool pools a video's frames for each caption) define
+`retrieval_similarity(text_encoding, video_encoding) -> (texts, videos)`; the embedding stage then keeps each video's
+whole encoding (e.g. X-Pool's per-frame keys and values) and asks the model for the similarity instead of
+`text_embeds @ video_embeds.T`. Models without a joint encoder (`config.has_joint_encoder` False: the dual encoder,
+X-Pool, CRET) stop after that stage.
 """
 
 import math
@@ -91,34 +97,47 @@ def _to_device(batch: dict, device) -> dict:
     return {key: value.to(device) if isinstance(value, torch.Tensor) else value for key, value in batch.items()}
 
 
+def _concatenate(encodings: list):
+    """One encoding of every batch's rows (same class as the batches'). Per-token fields (B, N, ...) are padded to
+    the longest N: batches may be padded to different lengths."""
+    fields = {}
+    for key in encodings[0].keys():
+        tensors = [encoding[key] for encoding in encodings]
+        if tensors[0].ndim >= 2 and len({tensor.shape[1] for tensor in tensors}) > 1:
+            length = max(tensor.shape[1] for tensor in tensors)
+            tensors = [torch.nn.functional.pad(tensor, [0, 0] * (tensor.ndim - 2) + [0, length - tensor.shape[1]])
+                       for tensor in tensors]
+        fields[key] = torch.cat(tensors)
+    return type(encodings[0])(**fields)
+
+
 def _encode_texts(model, text_batches, device, progress: bool) -> T2V2TTextEncoding:
     encodings = []
     for batch in tqdm(text_batches, desc="Encoding captions", disable=not progress):
         batch = _to_device(batch, device)
         encodings.append(model.encode_text(batch["input_ids"], batch.get("attention_mask")))
-    length = max(encoding.text_states.shape[1] for encoding in encodings)
-
-    def padded(tensor, value=0):  # batches may be padded to different lengths
-        pad = [0, 0] * (tensor.ndim - 2) + [0, length - tensor.shape[1]]
-        return torch.nn.functional.pad(tensor, pad, value=value)
-
-    return T2V2TTextEncoding(
-        text_embeds=torch.cat([e.text_embeds for e in encodings]),
-        text_states=torch.cat([padded(e.text_states) for e in encodings]),
-        attention_mask=torch.cat([padded(e.attention_mask) for e in encodings]),
-    )
+    return _concatenate(encodings)
 
 
-def _encode_videos(model, video_batches, store: VideoTokenStore | None, device, progress: bool) -> torch.Tensor:
-    embeddings, count = [], 0
+# Encoding fields the similarity hook never reads (each as large as the video tokens): not kept.
+_NOT_KEPT = ("video_tokens", "vision_last_hidden_state", "hidden_states", "attentions")
+
+
+def _encode_videos(model, video_batches, store: VideoTokenStore | None, device, progress: bool,
+                   keep_encodings: bool = False):
+    """Video embeddings (N, E), or with `keep_encodings` the whole encodings of every video (for
+    `model.retrieval_similarity`); tokens for reranking go to `store`."""
+    embeddings, kept, count = [], [], 0
     for batch in tqdm(video_batches, desc="Encoding videos", disable=not progress):
         pixels = batch["pixel_values_videos"] if isinstance(batch, dict) else batch
         encoding = model.encode_video(pixels.to(device))
         embeddings.append(encoding.video_embeds)
+        if keep_encodings:
+            kept.append(type(encoding)(**{key: value for key, value in encoding.items() if key not in _NOT_KEPT}))
         if store is not None:
             store.put(count, encoding.video_tokens)
         count += pixels.shape[0]
-    return torch.cat(embeddings)
+    return _concatenate(kept) if keep_encodings else torch.cat(embeddings)
 
 
 def _reranked(similarity: torch.Tensor, chosen: torch.Tensor, pair_scores: torch.Tensor) -> torch.Tensor:
@@ -182,6 +201,9 @@ def evaluate_two_stage(
     """
     Evaluate text↔video retrieval of `model` on a gallery, embedding-only and reranked.
 
+    The embedding stage scores every pair by `text_embeds @ video_embeds.T`, or, when the model defines
+    `retrieval_similarity(text_encoding, video_encoding)` (X-Pool), by that method on the cached encodings.
+
     Args:
         text_batches: batches (dicts with `input_ids`, `attention_mask`) of every caption, in order.
         video_batches: batches (`pixel_values_videos` tensors or dicts holding them) of every video, in order.
@@ -194,7 +216,9 @@ def evaluate_two_stage(
     """
     has_joint = getattr(model.config, "has_joint_encoder", False)
     if rerank and not has_joint:
-        raise ValueError(f"{type(model).__name__} has no joint encoder to rerank with (fusion_mode='none').")
+        what = "fusion_mode='none'" if getattr(model.config, "fusion_mode", None) == "none" else "an embedding model"
+        raise ValueError(f"{type(model).__name__} has no joint encoder to rerank with ({what}).")
+    similarity_hook = getattr(model, "retrieval_similarity", None)
     rerank = has_joint if rerank is None else rerank
     model.eval()
     device = next(model.parameters()).device
@@ -206,11 +230,18 @@ def evaluate_two_stage(
     store = VideoTokenStore(num_videos, token_dtype, max_memory_bytes) if rerank else None
     try:
         started = time.perf_counter()
-        video_embeds = _encode_videos(model, video_batches, store, device, progress)
+        videos = _encode_videos(model, video_batches, store, device, progress,
+                                keep_encodings=similarity_hook is not None)
         timings["encode_videos"] = time.perf_counter() - started
-        if video_embeds.shape[0] != num_videos:
-            raise ValueError(f"num_videos={num_videos} but the video batches held {video_embeds.shape[0]} videos.")
-        similarity = (texts.text_embeds @ video_embeds.T).float().cpu()
+        count = videos.shape[0] if isinstance(videos, torch.Tensor) else videos.video_embeds.shape[0]
+        if count != num_videos:
+            raise ValueError(f"num_videos={num_videos} but the video batches held {count} videos.")
+        started = time.perf_counter()
+        if similarity_hook is not None:
+            similarity = similarity_hook(texts, videos).float().cpu()
+        else:
+            similarity = (texts.text_embeds @ videos.T).float().cpu()
+        timings["similarity"] = time.perf_counter() - started
         metrics = {"embedding": retrieval_metrics(similarity, text_to_video)}
         result = TwoStageResult(metrics=metrics, similarity=similarity, timings=timings)
         if not rerank:

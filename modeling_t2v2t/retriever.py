@@ -12,8 +12,11 @@ Two stages, as VindLU and T2V2T evaluate retrieval:
    of recently reranked videos, since popular videos come back across queries.
 
 Any model with `get_text_features(input_ids, attention_mask)` and `get_video_features(pixel_values_videos)` works
-for stage 1 (T2V2T, the dual encoder, embedding baselines); stage 2 needs `encode_text`, `encode_video`,
-`score_pairs` and `config.has_joint_encoder`.
+for stage 1 (T2V2T, the dual encoder, CRET, X-Pool); stage 2 needs `encode_text`, `encode_video`, `score_pairs` and
+`config.has_joint_encoder`, or, for a model whose own score is pairwise but has no joint encoder (X-Pool:
+text-conditioned pooling), `retrieval_similarity(text_encoding, video_encoding)`. X-Pool's stage-1 embeddings are
+text-independent (mean of its frame features), so its exact ranking is the reranked one (`rerank_k` = the number of
+indexed videos ranks them all exactly).
 
 Example:
 
@@ -199,11 +202,18 @@ class VideoRetriever:
         return next(self.model.parameters()).device
 
     @property
+    def _reranks_by_similarity(self) -> bool:
+        """Reranking with the model's pairwise `retrieval_similarity` (X-Pool) rather than a joint encoder."""
+        return (not getattr(self.model.config, "has_joint_encoder", False)
+                and callable(getattr(self.model, "retrieval_similarity", None)))
+
+    @property
     def can_rerank(self) -> bool:
-        """Whether the model has a joint encoder to rerank with."""
-        return bool(getattr(self.model.config, "has_joint_encoder", False)) and all(
-            callable(getattr(self.model, name, None)) for name in ("encode_text", "encode_video", "score_pairs")
-        )
+        """Whether the model can rescore candidates: a joint encoder (`score_pairs`), or `retrieval_similarity`."""
+        scorer = "retrieval_similarity" if self._reranks_by_similarity else "score_pairs"
+        if not (self._reranks_by_similarity or getattr(self.model.config, "has_joint_encoder", False)):
+            return False
+        return all(callable(getattr(self.model, name, None)) for name in ("encode_text", "encode_video", scorer))
 
     def _floating_dtype(self) -> torch.dtype:
         return next((p.dtype for p in self.model.parameters() if p.is_floating_point()), torch.float32)
@@ -351,8 +361,8 @@ class VideoRetriever:
             fusion = getattr(self.model.config, "fusion_mode", None)
             what = f"fusion_mode={fusion!r}, a dual encoder" if fusion is not None else "no joint encoder"
             raise ValueError(
-                f"rerank=True needs a joint encoder (score_pairs), but this {type(self.model).__name__} has {what}; "
-                "search with rerank=False (embedding similarity only)."
+                f"rerank=True needs a joint encoder (score_pairs) or a pairwise retrieval_similarity, but this "
+                f"{type(self.model).__name__} has {what}; search with rerank=False (embedding similarity only)."
             )
 
     def search(
@@ -454,7 +464,8 @@ class VideoRetriever:
 
     @torch.no_grad()
     def _rerank(self, text_encoding, number: int, hits: list, k: int, batch_size: int) -> list[RetrievalResult]:
-        """Score query `number` of `text_encoding` against its stage-1 `hits` with the joint encoder."""
+        """Score query `number` of `text_encoding` against its stage-1 `hits` with the joint encoder (or the
+        model's `retrieval_similarity`)."""
         encodings = self._candidate_encodings([row for row, _ in hits], batch_size)
         hits = [(row, score) for row, score in hits if row in encodings]
         reranked = []
@@ -462,8 +473,12 @@ class VideoRetriever:
             chunk = hits[start : start + batch_size]
             videos = self._encoding_class(**{key: torch.stack([encodings[row][key] for row, _ in chunk])
                                              for key in encodings[chunk[0][0]]})
-            texts = text_encoding.select(torch.full((len(chunk),), number, dtype=torch.long, device=self.device))
-            pair_scores = self.model.score_pairs(text_encoding=texts, video_encoding=videos).scores.float().cpu()
+            if self._reranks_by_similarity:
+                query = text_encoding.select(torch.tensor([number], device=self.device))
+                pair_scores = self.model.retrieval_similarity(query, videos)[0].float().cpu()
+            else:
+                texts = text_encoding.select(torch.full((len(chunk),), number, dtype=torch.long, device=self.device))
+                pair_scores = self.model.score_pairs(text_encoding=texts, video_encoding=videos).scores.float().cpu()
             reranked.extend((score, row, embedding_score)
                             for score, (row, embedding_score) in zip(pair_scores.tolist(), chunk))
         # Stable sort: equal match scores keep their embedding order.
@@ -490,7 +505,8 @@ class VideoRetriever:
 
     def model_embed_dim(self) -> int:
         """Size of the model's embeddings (from its config, or by encoding one word)."""
-        for name in ("embed_dim", "projection_dim"):
+        # retrieval_embed_dim first: CRET's search embeddings are wider than its embed_dim.
+        for name in ("retrieval_embed_dim", "embed_dim", "projection_dim"):
             value = getattr(self.model.config, name, None)
             if isinstance(value, int) and not isinstance(value, bool):
                 return value

@@ -1,21 +1,36 @@
 """Model arguments of the training scripts and the one function that turns them into a model and its processor:
-from a T2V2T checkpoint, from image + text towers (BEiT/ViT + BERT), or from scratch with a config and a word
-vocabulary built from the training captions."""
+from a checkpoint of this package, from image + text towers (BEiT/ViT + BERT), from a CLIP checkpoint (X-Pool), or
+from scratch with a config and a word vocabulary built from the training captions. The config's `model_type`
+("t2v2t", "xpool", "cret") picks the model."""
 
 import json
+from types import SimpleNamespace
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from transformers import AutoImageProcessor, AutoProcessor, AutoTokenizer
+from transformers import AutoConfig, AutoImageProcessor, AutoProcessor, AutoTokenizer
 from transformers.utils import logging
 
+from .configuration_cret import CRETConfig
 from .configuration_t2v2t import T2V2TConfig
+from .configuration_xpool import XPoolConfig
+from .modeling_cret import CRETModel
 from .modeling_t2v2t import T2V2TForPreTraining, T2V2TModel
+from .modeling_xpool import XPoolModel
 from .processing_t2v2t import T2V2TProcessor
 from .video_processing_t2v2t import T2V2TVideoProcessor
 from .word_vocabulary import build_word_tokenizer
 
 logger = logging.get_logger(__name__)
+
+# model_type -> (config class, model class, pretraining class or None).
+MODEL_TYPES = {
+    "t2v2t": (T2V2TConfig, T2V2TModel, T2V2TForPreTraining),
+    "xpool": (XPoolConfig, XPoolModel, None),
+    "cret": (CRETConfig, CRETModel, None),
+}
+# X-Pool's frames per clip.
+XPOOL_NUM_FRAMES = 12
 
 
 def parse_json_argument(value, name: str, expected: tuple = (dict,)):
@@ -47,19 +62,28 @@ def parse_arguments(dataclass_types, argv: list[str]):
 
 @dataclass
 class ModelArguments:
-    """Where the model comes from: exactly one of `model_name_or_path`, the two tower paths, or `model_config`."""
+    """
+    Where the model comes from: exactly one of `model_name_or_path`, the two tower paths, `clip_model_name_or_path`
+    or `model_config`. The model is the one of the config's `model_type`: the checkpoint's, else `"model_type"` in
+    `model_config`/`config_overrides` ("t2v2t" by default, "xpool", "cret").
+    """
 
     model_name_or_path: str | None = field(
-        default=None, metadata={"help": "A T2V2T checkpoint (local folder or Hub id) with its processor."})
+        default=None, metadata={"help": "A checkpoint of this package (T2V2T, X-Pool or CRET; local folder or Hub id) "
+                                        "with its processor."})
     vision_model_name_or_path: str | None = field(
         default=None, metadata={"help": "BEiT/ViT checkpoint to start the video encoder from."})
     text_model_name_or_path: str | None = field(
         default=None, metadata={"help": "BERT checkpoint (with tokenizer) to start the text encoder from."})
+    clip_model_name_or_path: str | None = field(
+        default=None, metadata={"help": "transformers CLIPModel checkpoint (with tokenizer and image processor) to "
+                                        "start X-Pool from, as in the paper."})
     model_config: str | None = field(
-        default=None, metadata={"help": "JSON T2V2TConfig fields to train from scratch (a word vocabulary is "
-                                        "built from the training captions)."})
+        default=None, metadata={"help": "JSON config fields to train from scratch (a word vocabulary is built from "
+                                        "the training captions); \"model_type\": \"t2v2t\" (default), \"xpool\" "
+                                        "or \"cret\" picks the model."})
     config_overrides: str | None = field(
-        default=None, metadata={"help": "JSON T2V2TConfig fields applied on top (fusion_mode, bypass_mode, ...)."})
+        default=None, metadata={"help": "JSON config fields applied on top (fusion_mode, bypass_mode, alpha, ...)."})
     num_frames: int | None = field(default=None, metadata={"help": "Training frames per clip."})
     max_length: int = field(default=32, metadata={"help": "Caption length in tokens (VindLU: 32, paragraphs 64)."})
     trust_remote_code: bool = False
@@ -68,54 +92,119 @@ class ModelArguments:
         self.model_config = parse_json_argument(self.model_config, "model_config") or {}
         self.config_overrides = parse_json_argument(self.config_overrides, "config_overrides") or {}
         sources = [bool(self.model_name_or_path), bool(self.vision_model_name_or_path or self.text_model_name_or_path),
-                   bool(self.model_config)]
+                   bool(self.clip_model_name_or_path), bool(self.model_config)]
         if sum(sources) != 1:
             raise ValueError("Give exactly one model source: --model_name_or_path, or --vision_model_name_or_path "
-                             "with --text_model_name_or_path, or --model_config.")
+                             "with --text_model_name_or_path, or --clip_model_name_or_path, or --model_config.")
         if bool(self.vision_model_name_or_path) != bool(self.text_model_name_or_path):
             raise ValueError("--vision_model_name_or_path and --text_model_name_or_path go together.")
 
 
+def model_class_for(model_type: str, pretraining: bool):
+    """The model class of `model_type` ("t2v2t", "xpool", "cret"); its pretraining class if `pretraining`."""
+    if model_type not in MODEL_TYPES:
+        raise ValueError(f"model_type={model_type!r} is unknown: expected one of {sorted(MODEL_TYPES)}.")
+    _, model_class, pretraining_class = MODEL_TYPES[model_type]
+    if not pretraining:
+        return model_class
+    if pretraining_class is None:
+        raise ValueError(f"model_type={model_type!r} has no pretraining variant (VTC + VTM + MLM is T2V2T's); "
+                         "train it with training/finetune.py.")
+    return pretraining_class
+
+
+def _pop_model_type(fields: dict, default: str = "t2v2t") -> str:
+    model_type = fields.pop("model_type", default)
+    if model_type not in MODEL_TYPES:
+        raise ValueError(f"model_type={model_type!r} is unknown: expected one of {sorted(MODEL_TYPES)}.")
+    return model_type
+
+
+def _frame_spec(config):
+    """What the video processor must agree with: the video tower's config, or CLIP's image size."""
+    if getattr(config, "vision_config", None) is not None:
+        return config.vision_config
+    # X-Pool on CLIP: no temporal embedding, so any frame count works; only the image size must match.
+    return SimpleNamespace(image_size=config.clip_config.vision_config.image_size, num_frames=None)
+
+
+def _describe(config) -> str:
+    if config.model_type == "t2v2t":
+        return f"fusion_mode={config.fusion_mode}"
+    if config.model_type == "xpool":
+        return f"backbone={config.backbone}"
+    return f"alpha={config.alpha}, beta={config.beta}"
+
+
 def load_model_and_processor(args: ModelArguments, pretraining: bool, captions=None, output_dir: str = "."):
     """
-    The model (`T2V2TForPreTraining` if `pretraining`, else `T2V2TModel`) and a `T2V2TProcessor` whose frame
-    count and image size agree with it. `captions` (training captions) are needed only to build a vocabulary
+    The model and a `T2V2TProcessor` whose frame count and image size agree with it. The model class follows the
+    config's `model_type`: `T2V2TModel` (or `T2V2TForPreTraining` if `pretraining`), `XPoolModel` or `CRETModel`
+    (no pretraining variant: `ValueError`). `captions` (training captions) are needed only to build a vocabulary
     when training from scratch.
     """
-    model_class = T2V2TForPreTraining if pretraining else T2V2TModel
+    overrides = dict(args.config_overrides)
     vision_overrides = {"num_frames": args.num_frames} if args.num_frames else {}
     if args.model_name_or_path:
+        config = AutoConfig.from_pretrained(args.model_name_or_path, trust_remote_code=args.trust_remote_code)
+        model_type = _pop_model_type(overrides, config.model_type)
+        if model_type != config.model_type:
+            raise ValueError(f"{args.model_name_or_path} holds a {config.model_type!r} model; config_overrides cannot "
+                             f"make it a {model_type!r} one.")
+        model_class = model_class_for(model_type, pretraining)
         model = model_class.from_pretrained(args.model_name_or_path, trust_remote_code=args.trust_remote_code,
-                                            **args.config_overrides)
+                                            **overrides)
         processor = AutoProcessor.from_pretrained(args.model_name_or_path, trust_remote_code=args.trust_remote_code)
         if args.num_frames:
             processor.video_processor.num_frames = args.num_frames
     elif args.vision_model_name_or_path:
+        model_class = model_class_for(_pop_model_type(overrides), pretraining)
         model = model_class.from_vision_text_pretrained(
             args.vision_model_name_or_path, args.text_model_name_or_path, vision_config_overrides=vision_overrides,
-            **args.config_overrides)
+            **overrides)
         image_processor = AutoImageProcessor.from_pretrained(args.vision_model_name_or_path)
         video_processor = T2V2TVideoProcessor.from_image_processor(
             image_processor, num_frames=model.config.vision_config.num_frames,
             size={"height": model.config.vision_config.image_size, "width": model.config.vision_config.image_size})
         processor = T2V2TProcessor(video_processor, AutoTokenizer.from_pretrained(args.text_model_name_or_path),
                                    max_length=args.max_length)
+    elif args.clip_model_name_or_path:
+        model_type = _pop_model_type(overrides, "xpool")
+        if model_type != "xpool":
+            raise ValueError(f"--clip_model_name_or_path starts an X-Pool model, not model_type={model_type!r}.")
+        model = model_class_for("xpool", pretraining).from_clip_pretrained(args.clip_model_name_or_path, **overrides)
+        image_size = model.config.clip_config.vision_config.image_size
+        video_processor = T2V2TVideoProcessor.from_image_processor(
+            AutoImageProcessor.from_pretrained(args.clip_model_name_or_path),
+            num_frames=args.num_frames or XPOOL_NUM_FRAMES, size={"height": image_size, "width": image_size})
+        processor = T2V2TProcessor(video_processor, AutoTokenizer.from_pretrained(args.clip_model_name_or_path),
+                                   max_length=args.max_length)
     else:
         if captions is None:
             raise ValueError("Training from scratch (--model_config) needs the training captions for a vocabulary.")
+        fields = {**args.model_config, **overrides}
+        model_type = _pop_model_type(fields)
+        if fields.get("backbone") == "clip":
+            raise ValueError("X-Pool with backbone='clip' starts from a CLIP checkpoint: use --clip_model_name_or_path "
+                             "instead of --model_config.")
+        config_class = MODEL_TYPES[model_type][0]
+        model_class = model_class_for(model_type, pretraining)
         tokenizer = build_word_tokenizer(captions, Path(output_dir) / "tokenizer")
-        fields = {**args.model_config, **args.config_overrides}
         text = {**fields.pop("text_config", {}), "vocab_size": len(tokenizer), "pad_token_id": tokenizer.pad_token_id,
                 "cls_token_id": tokenizer.cls_token_id, "sep_token_id": tokenizer.sep_token_id,
                 "mask_token_id": tokenizer.mask_token_id}
         vision = {**fields.pop("vision_config", {}), **vision_overrides}
-        model = model_class(T2V2TConfig(text_config=text, vision_config=vision, **fields))
+        model = model_class(config_class(text_config=text, vision_config=vision, **fields))
         processor = T2V2TProcessor(T2V2TVideoProcessor.from_vision_config(model.config.vision_config), tokenizer,
                                    max_length=args.max_length)
-    processor.video_processor.check_compatible(model.config.vision_config)
-    logger.info("Model: %s with %.1fM parameters (fusion_mode=%s)", type(model).__name__,
-                model.num_parameters() / 1e6, model.config.fusion_mode)
+    frame_spec = _frame_spec(model.config)
+    if frame_spec.num_frames is None:
+        frame_spec.num_frames = processor.video_processor.num_frames
+    processor.video_processor.check_compatible(frame_spec)
+    logger.info("Model: %s with %.1fM parameters (%s)", type(model).__name__, model.num_parameters() / 1e6,
+                _describe(model.config))
     return model, processor
 
 
-__all__ = ["ModelArguments", "load_model_and_processor", "parse_arguments", "parse_json_argument"]
+__all__ = ["ModelArguments", "load_model_and_processor", "model_class_for", "parse_arguments", "parse_json_argument",
+           "MODEL_TYPES"]

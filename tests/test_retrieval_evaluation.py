@@ -1,5 +1,6 @@
 """Two-stage retrieval evaluation: reranked scores equal direct joint-encoder scores, candidates are each
-direction's top-k, non-candidates keep embedding order below them, the token store spills to disk, and the
+direction's top-k, non-candidates keep embedding order below them, the token store spills to disk, caption batches
+of different lengths, X-Pool scored through its `retrieval_similarity` hook, CRET by its embeddings, and the
 dataset loaders feed it end to end."""
 
 import numpy as np
@@ -8,7 +9,15 @@ import torch
 from tiny_media import write_grey_video
 from tiny_models import tiny_config, tiny_inputs, tiny_tokenizer
 
-from modeling_t2v2t import T2V2TModel, T2V2TProcessor, T2V2TVideoProcessor
+from modeling_t2v2t import (
+    CRETConfig,
+    CRETModel,
+    T2V2TModel,
+    T2V2TProcessor,
+    T2V2TVideoProcessor,
+    XPoolConfig,
+    XPoolModel,
+)
 from modeling_t2v2t.retrieval_evaluation import VideoTokenStore, candidate_pairs, evaluate_two_stage
 from modeling_t2v2t.retrieval_metrics import retrieval_metrics
 from processing.batching import retrieval_loaders
@@ -90,6 +99,57 @@ def test_dual_encoder_reports_embedding_metrics_only(gallery):
     assert set(result.metrics) == {"embedding"} and result.t2v_scores is None
     with pytest.raises(ValueError, match="no joint encoder"):
         evaluate_two_stage(model, text_batches, video_batches, text_to_video, NUM_VIDEOS, rerank=True)
+
+
+def test_caption_batches_of_different_lengths_give_the_same_result(gallery):
+    model, text_batches, video_batches, text_to_video, _ = gallery
+    # The second batch padded to 3 more tokens (masked), as a collator padding each batch to its longest caption does.
+    longer = [text_batches[0], {key: torch.nn.functional.pad(value, (0, 3)) for key, value in text_batches[1].items()}]
+    longer += text_batches[2:]
+    assert longer[1]["input_ids"].shape[1] == longer[0]["input_ids"].shape[1] + 3
+    result = evaluate_two_stage(model, longer, video_batches, text_to_video, NUM_VIDEOS, k=2, progress=False,
+                                token_dtype=np.float32)
+    reference = run(gallery, k=2)
+    torch.testing.assert_close(result.similarity, reference.similarity)
+    torch.testing.assert_close(result.t2v_scores, reference.t2v_scores, atol=1e-5, rtol=1e-5)
+
+
+def baseline_config(config_class, **fields):
+    base = tiny_config()
+    return config_class(text_config=base.text_config.to_dict(), vision_config=base.vision_config.to_dict(),
+                        embed_dim=16, **fields)
+
+
+def test_xpool_is_scored_by_its_pooled_similarity(gallery):
+    """X-Pool defines `retrieval_similarity`: the embedding stage uses it on cached per-video keys/values."""
+    torch.manual_seed(0)
+    model = XPoolModel(baseline_config(XPoolConfig, similarity_text_chunk_size=3)).eval()
+    _, text_batches, video_batches, text_to_video, _ = gallery
+    result = evaluate_two_stage(model, text_batches, video_batches, text_to_video, NUM_VIDEOS, progress=False)
+    with torch.no_grad():
+        text = model.encode_text(torch.cat([b["input_ids"] for b in text_batches]),
+                                 torch.cat([b["attention_mask"] for b in text_batches]))
+        video = model.encode_video(torch.cat(video_batches))
+        expected = model.retrieval_similarity(text, video)
+    torch.testing.assert_close(result.similarity, expected)
+    assert not torch.allclose(result.similarity, text.text_embeds @ video.video_embeds.T, atol=1e-3)
+    assert set(result.metrics) == {"embedding"} and result.num_pairs_scored == 0
+    assert result.metrics["embedding"] == retrieval_metrics(expected, text_to_video)
+    with pytest.raises(ValueError, match="XPoolModel has no joint encoder to rerank with"):
+        evaluate_two_stage(model, text_batches, video_batches, text_to_video, NUM_VIDEOS, rerank=True)
+
+
+def test_cret_is_scored_by_its_search_embeddings(gallery):
+    torch.manual_seed(0)
+    model = CRETModel(baseline_config(CRETConfig, num_centers=2, ccm_num_layers=1, ccm_num_attention_heads=2)).eval()
+    _, text_batches, video_batches, text_to_video, _ = gallery
+    result = evaluate_two_stage(model, text_batches, video_batches, text_to_video, NUM_VIDEOS, progress=False)
+    with torch.no_grad():
+        text = model.get_text_features(torch.cat([b["input_ids"] for b in text_batches]),
+                                       torch.cat([b["attention_mask"] for b in text_batches]))
+        video = model.get_video_features(torch.cat(video_batches))
+    torch.testing.assert_close(result.similarity, text @ video.T)
+    assert set(result.metrics) == {"embedding"}
 
 
 def test_schema_dataset_end_to_end(tmp_path):
