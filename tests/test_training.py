@@ -89,6 +89,54 @@ def test_finetune_selects_on_validation_and_saves_a_hub_folder(tmp_path, bench):
         assert torch.equal(parameter, trainer.model.state_dict()[name]), name
 
 
+# X-Pool and CRET on the same tiny towers: "model_type" in the model config picks the model.
+BASELINE_FIELDS = {
+    "xpool": {"model_type": "xpool"},
+    "cret": {"model_type": "cret", "num_centers": 2, "ccm_num_layers": 1, "ccm_num_attention_heads": 2},
+}
+BASELINE_CLASSES = {"xpool": "XPoolModel", "cret": "CRETModel"}
+
+
+def check_baseline_run(trainer, run: Path, model_class: str) -> None:
+    """Finite training losses, embedding-only validation metrics (no joint encoder, so no reranking), and a saved
+    Hub folder that reloads to the trained weights."""
+    assert type(trainer.model).__name__ == model_class
+    losses = [entry["loss"] for entry in trainer.state.log_history if "loss" in entry]
+    assert losses and all(np.isfinite(losses))
+    evaluations = [entry for entry in trainer.state.log_history if "eval_mean_recall" in entry]
+    assert evaluations and all(np.isfinite(entry["eval_embedding_t2v_R1"]) for entry in evaluations)
+    assert not any(key.startswith("eval_reranked_") for entry in evaluations for key in entry)
+    saved = json.loads((run / "config.json").read_text())
+    assert saved["auto_map"]["AutoModel"].endswith("." + model_class)
+    reloaded = AutoModel.from_pretrained(run)
+    assert type(reloaded).__name__ == model_class
+    for name, parameter in reloaded.named_parameters():
+        assert torch.equal(parameter, trainer.model.state_dict()[name]), name
+
+
+@pytest.mark.parametrize("model_type", ["xpool", "cret"])
+def test_finetune_trains_and_evaluates_the_baselines_from_scratch(tmp_path, bench, model_type):
+    model_config = {key: value for key, value in TINY_MODEL.items() if key != "fusion_layer"}  # a T2V2T field
+    model_config.update(BASELINE_FIELDS[model_type])
+    config = run_config(tmp_path, bench, model_config=model_config, num_train_epochs=1)
+    trainer, test_metrics = finetune.main([write_config(tmp_path / "config.json", config)])
+    check_baseline_run(trainer, tmp_path / "run", BASELINE_CLASSES[model_type])
+    assert np.isfinite(test_metrics["test_embedding_t2v_R1"]) and np.isfinite(test_metrics["test_mean_recall"])
+    assert not any(key.startswith("test_reranked_") for key in test_metrics)
+
+
+def test_finetune_xpool_from_a_clip_checkpoint(tmp_path, bench):
+    from test_xpool import save_tiny_clip
+
+    save_tiny_clip(tmp_path / "clip")
+    config = run_config(tmp_path, bench, num_train_epochs=1, test_data=None)
+    del config["model_config"]
+    config["clip_model_name_or_path"] = str(tmp_path / "clip")
+    trainer, _ = finetune.main([write_config(tmp_path / "config.json", config)])
+    assert trainer.model.config.backbone == "clip"
+    check_baseline_run(trainer, tmp_path / "run", "XPoolModel")
+
+
 def test_pretraining_mixes_image_and_video_batches(tmp_path, bench):
     images = tmp_path / "cc3m" / "00000"
     images.mkdir(parents=True)
