@@ -10,8 +10,8 @@ import torch
 import torch.nn.functional as F
 from test_xpool import CAPTIONS, run_in_fresh_process, tiny_processor
 from tiny_media import write_grey_video
-from tiny_models import tiny_config, tiny_inputs
-from transformers import AutoConfig, AutoModel
+from tiny_models import tiny_config, tiny_inputs, tiny_tokenizer
+from transformers import AutoConfig, AutoModel, BeitConfig, BeitImageProcessor, BeitModel, BertConfig, BertModel
 
 from modeling_t2v2t import CRETConfig, CRETModel, save_hub_folder
 from modeling_t2v2t.losses_t2v2t import vtc_loss
@@ -220,6 +220,35 @@ def test_save_load_is_exact_and_checkpoints_load_by_model_type(tmp_path):
                                    rtol=0, atol=0)
     with pytest.raises(ValueError, match="model_type='cret' has no pretraining variant"):
         load_model_and_processor(args, pretraining=True)
+
+
+def test_starts_from_image_and_text_towers_like_the_training_scripts(tmp_path):
+    """BEiT + BERT checkpoints through ModelArguments with `"model_type": "cret"` in the overrides: the towers are
+    copied weight for weight (every text layer is text-only, so the text tower computes BertModel)."""
+    torch.manual_seed(0)
+    bert = BertModel(BertConfig(vocab_size=64, hidden_size=32, num_hidden_layers=2, num_attention_heads=4,
+                                intermediate_size=48, max_position_embeddings=64)).eval()
+    bert.save_pretrained(tmp_path / "bert")
+    tiny_tokenizer(tmp_path / "bert").save_pretrained(tmp_path / "bert")
+    beit = BeitModel(BeitConfig(image_size=32, patch_size=8, hidden_size=32, num_hidden_layers=2, num_attention_heads=4,
+                                intermediate_size=48, use_mean_pooling=True))
+    beit.save_pretrained(tmp_path / "beit")
+    BeitImageProcessor(size={"height": 32, "width": 32}).save_pretrained(tmp_path / "beit")
+    overrides = {"model_type": "cret", "embed_dim": 16, "num_centers": 2, "ccm_num_attention_heads": 2}
+    args = ModelArguments(vision_model_name_or_path=str(tmp_path / "beit"),
+                          text_model_name_or_path=str(tmp_path / "bert"), num_frames=2, config_overrides=overrides)
+    model, processor = load_model_and_processor(args, pretraining=False)
+    assert type(model) is CRETModel and processor.video_processor.num_frames == 2
+    state = model.state_dict()
+    for prefix, tower in (("text_model.", bert), ("vision_model.", beit)):
+        copied = [key for key in tower.state_dict() if prefix + key in state]
+        assert len(copied) > 10
+        for key in copied:
+            assert torch.equal(state[prefix + key], tower.state_dict()[key]), key
+    inputs = tiny_inputs(model.config)
+    with torch.no_grad():
+        torch.testing.assert_close(model.eval().text_model.encode_text(inputs["input_ids"], inputs["attention_mask"]),
+                                   bert(inputs["input_ids"], inputs["attention_mask"]).last_hidden_state)
 
 
 def test_hub_folder_loads_as_custom_code_in_a_fresh_process(tmp_path):
