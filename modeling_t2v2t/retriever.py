@@ -210,8 +210,11 @@ class VideoRetriever:
     @property
     def can_rerank(self) -> bool:
         """Whether the model can rescore candidates: a joint encoder (`score_pairs`), or `retrieval_similarity`."""
-        scorer = "retrieval_similarity" if self._reranks_by_similarity else "score_pairs"
-        if not (self._reranks_by_similarity or getattr(self.model.config, "has_joint_encoder", False)):
+        if self._reranks_by_similarity:
+            scorer = "retrieval_similarity"
+        elif getattr(self.model.config, "has_joint_encoder", False):
+            scorer = "score_pairs"
+        else:
             return False
         return all(callable(getattr(self.model, name, None)) for name in ("encode_text", "encode_video", scorer))
 
@@ -375,7 +378,8 @@ class VideoRetriever:
             texts (`str` or `list[str]`): queries; an empty or whitespace-only query raises `ValueError`.
             k (`int`, defaults to 10): results per query (fewer if fewer videos are indexed).
             rerank (`bool`, defaults to `False`): rescore the top `rerank_k` embedding hits with the joint encoder
-                and return the best `k` of them (models with a joint encoder only; else `ValueError`).
+                (X-Pool: with its text-conditioned `retrieval_similarity`) and return the best `k` of them (other
+                models: `ValueError`).
             rerank_k (`int`, *optional*): candidates to rerank per query, at least `k`; default `max(k, 32)`. Each
                 uncached candidate is decoded and encoded again, so this sets the reranking cost.
             batch_size (`int`, defaults to 32): queries encoded together, and pairs scored together when reranking.
