@@ -162,8 +162,10 @@ def candidate_pairs(similarity: torch.Tensor, k: int | None) -> tuple[torch.Tens
 
 
 def score_candidates(model, texts: T2V2TTextEncoding, store: VideoTokenStore, pairs: torch.Tensor,
-                     pair_batch_size: int = 32, video_chunk: int = 16, progress: bool = True) -> torch.Tensor:
-    """Joint-encoder scores of every True pair of `pairs` (texts, videos); NaN elsewhere."""
+                     pair_batch_size: int = 32, video_chunk: int = 16, progress: bool = True,
+                     video_embeds: torch.Tensor | None = None) -> torch.Tensor:
+    """Joint-encoder scores of every True pair of `pairs` (texts, videos); NaN elsewhere. `video_embeds`
+    (videos, E) are needed when the score adds the VTC similarity (`rerank_score="vtm+vtc"`)."""
     device = texts.text_states.device
     scores = torch.full(pairs.shape, float("nan"))
     bar = tqdm(total=int(pairs.sum()), desc="Reranking pairs", disable=not progress)
@@ -176,8 +178,10 @@ def score_candidates(model, texts: T2V2TTextEncoding, store: VideoTokenStore, pa
         for begin in range(0, len(text_index), pair_batch_size):
             t = text_index[begin:begin + pair_batch_size]
             v = video_index[begin:begin + pair_batch_size]
+            embeds = None if video_embeds is None else video_embeds[(v + start).to(video_embeds.device)].to(device)
             output = model.score_pairs(text_encoding=texts.select(t.to(device)),
-                                       video_encoding=T2V2TVideoEncoding(video_tokens=tokens[v.to(device)]))
+                                       video_encoding=T2V2TVideoEncoding(video_tokens=tokens[v.to(device)],
+                                                                         video_embeds=embeds))
             scores[t, v + start] = output.scores.float().cpu()
             bar.update(len(t))
     bar.close()
@@ -250,7 +254,8 @@ def evaluate_two_stage(
         started = time.perf_counter()
         t2v_chosen, v2t_chosen = candidate_pairs(similarity, k)
         pairs = t2v_chosen | v2t_chosen  # a pair both directions ask for is scored once
-        pair_scores = score_candidates(model, texts, store, pairs, pair_batch_size, progress=progress)
+        pair_scores = score_candidates(model, texts, store, pairs, pair_batch_size, progress=progress,
+                                       video_embeds=videos if isinstance(videos, torch.Tensor) else None)
         timings["rerank"] = time.perf_counter() - started
     finally:
         if store is not None:

@@ -11,7 +11,8 @@ Scores, as the model defines them:
 
 - embedding score: `text_embeds @ video_embeds`, the VTC similarity = the mean over the sampled frames of the
   cosine between the text embedding and each frame embedding (stage 1 of retrieval);
-- rerank score: the joint encoder's match logit (`score_pairs(...).scores`, VTM class 1), VindLU's stage 2;
+- rerank score: the joint encoder's score `score_pairs(...).scores` (stage 2): by default the VTM log-odds plus the
+  VTC logit (`config.rerank_score="vtm+vtc"`), or VindLU's VTM match logit alone (`"vtm"`);
 - per-frame relevance: the cosine between the text embedding and each frame embedding (their mean is the
   embedding score), and, for T2V2T's Bypass cross-attention, the share of attention each frame's tokens put on the
   bypass slot ("keep me unchanged") instead of the words.
@@ -330,11 +331,13 @@ class LoadedCheckpoint:
         return self.model.encode_text(**inputs)
 
     def _video_encoding(self, videos: Sequence[EncodedVideo]):
-        return self._encoding_class(video_tokens=torch.stack([video.video_tokens for video in videos]).to(self.device))
+        # video_embeds too: the rerank score may add the embedding similarity (config.rerank_score="vtm+vtc").
+        return self._encoding_class(video_tokens=torch.stack([video.video_tokens for video in videos]).to(self.device),
+                                    video_embeds=torch.stack([video.video_embed for video in videos]).to(self.device))
 
     @torch.no_grad()
     def rerank_scores(self, text_encoding, videos: Sequence[EncodedVideo], batch_size: int = 32) -> list[float]:
-        """The joint encoder's match logit of the query against each video."""
+        """The joint encoder's rerank score of the query against each video (`score_pairs(...).scores`)."""
         scores = []
         for start in range(0, len(videos), batch_size):
             chunk = videos[start : start + batch_size]

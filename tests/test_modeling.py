@@ -121,7 +121,17 @@ def test_features_and_pair_scores_match_forward():
         cached = model.score_pairs(text_encoding=text_encoding, video_encoding=video_encoding)
         raw = model.score_pairs(inputs["input_ids"], inputs["attention_mask"], inputs["pixel_values_videos"])
     torch.testing.assert_close(cached.vtm_logits, out.vtm_logits)
-    torch.testing.assert_close(raw.scores, out.vtm_logits[:, 1])
+    # The default rerank score: VTM log-odds plus the pair's VTC logit; "vtm" is VindLU's match logit alone.
+    vtc_logits = torch.diagonal(out.logits_per_text)
+    torch.testing.assert_close(raw.scores, out.vtm_logits[:, 1] - out.vtm_logits[:, 0] + vtc_logits)
+    model.config.rerank_score = "vtm"
+    with torch.no_grad():
+        torch.testing.assert_close(model.score_pairs(text_encoding=text_encoding, video_encoding=video_encoding).scores,
+                                   out.vtm_logits[:, 1])
+    model.config.rerank_score = "vtm+vtc"
+    with pytest.raises(ValueError, match="needs the videos' `video_embeds`"):
+        model.score_pairs(text_encoding=text_encoding,
+                          video_encoding=type(video_encoding)(video_tokens=video_encoding.video_tokens))
     # One query against every video, from the cached encodings.
     with torch.no_grad():
         query_vs_all = model.score_pairs(text_encoding=text_encoding.select(torch.zeros(4, dtype=torch.long)),
