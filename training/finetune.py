@@ -84,6 +84,7 @@ def main(argv=None, pretraining: bool = False):
     )
     train_result = trainer.train(resume_from_checkpoint=resume)
     trainer.log_metrics("train", train_result.metrics)
+    trainer.save_metrics("train", train_result.metrics)  # train_results.json: runtime, steps, loss
 
     # 4. The (best) model as a Hub-ready folder: safetensors, config with auto_map, code files, processor.
     if trainer.is_world_process_zero():
