@@ -54,7 +54,9 @@ def test_collator_batches_through_a_dataloader_with_workers(dataset, processor):
     batches = list(loader)
     assert [b["pixel_values_videos"].shape for b in batches] == [(3, 4, 3, 32, 32)] * 2
     assert torch.equal(torch.cat([b["video_ids"] for b in batches]), torch.tensor([0, 0, 1, 2, 2, 2]))
-    assert batches[0]["input_ids"].shape == (3, 12) and batches[0]["return_loss"] is True
+    # padded to the batch's longest caption (its last position is a real token), not to max_length=12
+    assert batches[0]["input_ids"].shape == (3, 7) and batches[0]["return_loss"] is True
+    assert bool(batches[0]["attention_mask"][:, -1].any())
     words = processor.tokenizer.convert_ids_to_tokens(batches[0]["input_ids"][0])
     assert words[:6] == ["[CLS]", "a", "red", "square", "moves", "left"]
 

@@ -15,6 +15,7 @@ import sys
 from pathlib import Path
 
 import datasets
+import torch
 import transformers
 from transformers import TrainingArguments, set_seed
 
@@ -41,6 +42,13 @@ def metrics_table(metrics: dict, prefix: str) -> str:
     return format_metrics_table({stage: values for stage, values in runs.items() if values})
 
 
+def _cpu_has_native_bf16() -> bool:
+    try:  # oneDNN's own check (private, hence the fallback): AVX512-BF16 or AMX
+        return bool(torch.ops.mkldnn._is_mkldnn_bf16_supported())
+    except (AttributeError, RuntimeError):
+        return True  # unknown: do not warn
+
+
 def main(argv=None, pretraining: bool = False):
     argv = sys.argv[1:] if argv is None else argv
     model_args, data_args, training_args = parse_arguments((ModelArguments, DataArguments, TrainingArguments), argv)
@@ -58,6 +66,9 @@ def main(argv=None, pretraining: bool = False):
     transformers.utils.logging.set_verbosity(logging.INFO if training_args.process_index == 0 else logging.WARNING)
     datasets.utils.logging.set_verbosity_warning()
     set_seed(training_args.seed)
+    if training_args.bf16 and training_args.use_cpu and not _cpu_has_native_bf16():
+        logger.warning("--bf16 on a CPU without native bf16 instructions (AVX512-BF16/AMX) is emulated and can be "
+                       "slower than float32; consider dropping it.")
 
     # 1. Data (rendered / built once, by the main process first).
     with training_args.main_process_first(desc="building datasets"):
