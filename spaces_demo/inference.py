@@ -238,8 +238,8 @@ class LoadedCheckpoint:
 
     @property
     def recommended_rank_by(self) -> str:
-        """Rerank by default only where the checkpoint's own test results say reranking helps (the quickstart model's
-        matching head is undertrained and reranking lowers its R@1)."""
+        """Rerank by default only where the checkpoint's own test results say reranking helps (a from-scratch
+        matching head can be undertrained, and then reranking lowers R@1)."""
         reranked, embedding = self.metrics.get("test_reranked_t2v_R1"), self.metrics.get("test_embedding_t2v_R1")
         if self.can_rerank and reranked is not None and embedding is not None and reranked > embedding:
             return "rerank"

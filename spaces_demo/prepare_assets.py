@@ -217,7 +217,7 @@ def verify(original: Path, converted: Path, gallery_dir: Path, tolerance: float)
                 if hit.rerank_score is not None and other.rerank_score is not None:
                     worst["rerank"] = max(worst["rerank"], abs(hit.rerank_score - other.rerank_score))
     logger.info("float16 vs float32 on %d queries x %d videos: max |embedding score diff| %.2e, "
-                "max |rerank logit diff| %.2e.", len(queries), num, worst["embedding"], worst["rerank"])
+                "max |rerank score diff| %.2e.", len(queries), num, worst["embedding"], worst["rerank"])
     for what, diff in worst.items():
         if diff > tolerance:
             raise ValueError(f"The float16 checkpoint {converted} differs from {original} by {diff:.3g} in {what} "
@@ -246,7 +246,8 @@ def main(argv=None) -> None:
     parser.add_argument("--num-videos", type=int, default=None, help="benchmark size (default: from the config)")
     parser.add_argument("--seed", type=int, default=None, help="benchmark seed (default: from the config)")
     parser.add_argument("--out", type=Path, default=HERE, help="the Space folder (holds checkpoints/ and gallery/)")
-    parser.add_argument("--tolerance", type=float, default=1e-2, help="max score difference float16 vs float32")
+    # 0.03: rerank scores (VTM log-odds + similarity / temperature) span tens of units, so this is ~0.1% of them.
+    parser.add_argument("--tolerance", type=float, default=3e-2, help="max score difference float16 vs float32")
     parser.add_argument("--skip-verify", action="store_true", help="do not compare the float16 copy")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")

@@ -12,6 +12,7 @@ logger = logging.get_logger(__name__)
 
 FUSION_MODES = ("t2v2t", "naive_t2v2t", "v2t", "none")
 BYPASS_MODES = ("self", "null")
+RERANK_SCORES = ("vtm+vtc", "vtm")
 
 
 def _check(condition: bool, config_name: str, field: str, value, requirement: str) -> None:
@@ -178,6 +179,10 @@ class T2V2TConfig(PreTrainedConfig):
         mlm_probability (`float`, defaults to 0.5): masking ratio of the pretraining MLM loss.
         vtm_hard_negatives (`bool`, defaults to `True`): sample VTM negatives from the VTC similarity (else uniform).
         vtc_loss_weight, vtm_loss_weight, mlm_loss_weight (`float`): weights of the loss terms.
+        rerank_score (`str`, defaults to `"vtm+vtc"`): the score a reranked pair gets. `"vtm"`: the VTM match logit
+            alone (VindLU); `"vtm+vtc"`: the VTM log-odds (match minus no-match logit) plus the VTC logit
+            (similarity / temperature), i.e. both heads' evidence, as BLIP adds its similarity to the ITM score, so
+            reranking refines the embedding ranking rather than discarding it.
         gather_distributed (`bool`, defaults to `True`): gather VTC features across processes when distributed.
         tie_word_embeddings (`bool`, defaults to `True`): tie the pretraining MLM decoder to the word embeddings.
 
@@ -210,6 +215,7 @@ class T2V2TConfig(PreTrainedConfig):
     vtm_loss_weight: float = 1.0
     mlm_loss_weight: float = 1.0
     gather_distributed: bool = True
+    rerank_score: str = "vtm+vtc"
     tie_word_embeddings: bool = True
     initializer_range: float = 0.02
 
@@ -218,6 +224,8 @@ class T2V2TConfig(PreTrainedConfig):
         name = type(self).__name__
         _check(self.fusion_mode in FUSION_MODES, name, "fusion_mode", self.fusion_mode, f"must be one of {FUSION_MODES}")
         _check(self.bypass_mode in BYPASS_MODES, name, "bypass_mode", self.bypass_mode, f"must be one of {BYPASS_MODES}")
+        _check(self.rerank_score in RERANK_SCORES, name, "rerank_score", self.rerank_score,
+               f"must be one of {RERANK_SCORES}")
         _check(isinstance(self.num_t2v_layers, int) and self.num_t2v_layers >= (1 if self.has_t2v_fusion else 0),
                name, "num_t2v_layers", self.num_t2v_layers,
                f"must be an integer >= 1 when fusion_mode={self.fusion_mode!r}" if self.has_t2v_fusion
@@ -253,4 +261,4 @@ class T2V2TConfig(PreTrainedConfig):
         return self.fusion_mode == "t2v2t"
 
 
-__all__ = ["T2V2TConfig", "T2V2TTextConfig", "T2V2TVisionConfig", "FUSION_MODES", "BYPASS_MODES"]
+__all__ = ["T2V2TConfig", "T2V2TTextConfig", "T2V2TVisionConfig", "FUSION_MODES", "BYPASS_MODES", "RERANK_SCORES"]

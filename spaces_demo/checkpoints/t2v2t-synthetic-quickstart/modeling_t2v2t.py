@@ -112,8 +112,8 @@ class T2V2TVideoEncoding(_RowSelectable):
 @dataclass
 class T2V2TPairScores(ModelOutput):
     """
-    Joint-encoder scores of (text, video) pairs. `scores` (P,): the match logit (VTM class 1), used to rerank as
-    VindLU does; `vtm_logits` (P, 2); `bypass_probs`: per text→video layer, (P, heads, T*L) probability that each
+    Joint-encoder scores of (text, video) pairs. `scores` (P,): the reranking score (`config.rerank_score`: the VTM
+    log-odds plus the VTC logit by default, or VindLU's VTM match logit alone); `vtm_logits` (P, 2); `bypass_probs`: per text→video layer, (P, heads, T*L) probability that each
     video token took the bypass (`None` unless asked for, or without bypass).
     """
 
@@ -372,7 +372,15 @@ class T2V2TModel(T2V2TPreTrainedModel):
             text_encoding.text_states, text_encoding.attention_mask, video_encoding.video_tokens, output_bypass_probs
         )
         logits = self.itm_head(fused[:, 0])
-        return T2V2TPairScores(scores=logits[:, 1], vtm_logits=logits, bypass_probs=bypass_probs)
+        if self.config.rerank_score == "vtm":
+            scores = logits[:, 1]
+        else:
+            if video_encoding.video_embeds is None:
+                raise ValueError('rerank_score="vtm+vtc" needs the videos\' `video_embeds` in video_encoding (from '
+                                 'encode_video); pass them, or use rerank_score="vtm".')
+            similarity = (text_encoding.text_embeds * video_encoding.video_embeds).sum(-1)
+            scores = logits[:, 1] - logits[:, 0] + similarity / self.temperature
+        return T2V2TPairScores(scores=scores, vtm_logits=logits, bypass_probs=bypass_probs)
 
     # ----- training -------------------------------------------------------------------------------------------
     @staticmethod
