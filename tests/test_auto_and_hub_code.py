@@ -9,6 +9,7 @@ import textwrap
 
 import numpy as np
 import torch
+from remote_code import WITHOUT_PACKAGE
 from tiny_models import tiny_config, tiny_tokenizer
 from transformers import AutoConfig, AutoModel, AutoModelForPreTraining, AutoProcessor, AutoVideoProcessor
 
@@ -48,25 +49,8 @@ def test_import_registers_auto_classes(tmp_path):
     assert type(AutoVideoProcessor.from_pretrained(tmp_path)) is T2V2TVideoProcessor
 
 
-REMOTE_SCRIPT = textwrap.dedent(
+REMOTE_SCRIPT = WITHOUT_PACKAGE + textwrap.dedent(
     """
-    import importlib.abc, sys
-    import torch
-
-    class BlockPackage(importlib.abc.MetaPathFinder):
-        # This process must not see the installed package: only the code files saved beside the weights.
-        def find_spec(self, name, path=None, target=None):
-            if name.split(".")[0] in ("modeling_t2v2t", "processing"):
-                raise ImportError(f"{name} is blocked in this test")
-            return None
-
-    sys.meta_path.insert(0, BlockPackage())
-    try:
-        import modeling_t2v2t
-    except ImportError:
-        pass
-    else:
-        raise SystemExit("the package is importable: the test would prove nothing")
 
     from transformers import AutoModel, AutoProcessor
     folder, videos_file, out_file = sys.argv[1:4]

@@ -20,6 +20,7 @@ import torch
 import yaml
 from huggingface_hub import ModelCard
 from test_auto_and_hub_code import tiny_processor, tiny_videos
+from remote_code import WITHOUT_PACKAGE
 from tiny_models import tiny_config
 
 from modeling_t2v2t import T2V2TModel, save_hub_folder
@@ -110,19 +111,8 @@ def test_built_folder_holds_what_the_hub_needs_and_a_card_with_the_real_numbers(
     assert [author["family-names"] for author in citation["references"][0]["authors"]][-1] == "Bertasius"
 
 
-REMOTE_SCRIPT = textwrap.dedent(
+REMOTE_SCRIPT = WITHOUT_PACKAGE + textwrap.dedent(
     """
-    import importlib.abc, sys
-    import torch
-
-    class BlockPackage(importlib.abc.MetaPathFinder):
-        # Only the code files published beside the weights may be used here.
-        def find_spec(self, name, path=None, target=None):
-            if name.split(".")[0] in ("modeling_t2v2t", "processing"):
-                raise ImportError(f"{name} is blocked in this test")
-            return None
-
-    sys.meta_path.insert(0, BlockPackage())
     from transformers import AutoModel, AutoProcessor
     folder, videos_file, out_file = sys.argv[1:4]
     model = AutoModel.from_pretrained(folder, trust_remote_code=True).eval()

@@ -13,6 +13,7 @@ import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
+from remote_code import WITHOUT_PACKAGE
 from tiny_media import write_grey_video
 from tiny_models import tiny_config, tiny_inputs, tiny_tokenizer
 from transformers import AutoConfig, AutoModel, AutoProcessor, CLIPConfig, CLIPImageProcessor, CLIPModel, CLIPTokenizer
@@ -306,25 +307,8 @@ def test_save_load_is_exact_and_checkpoints_load_by_model_type(tmp_path):
         load_model_and_processor(args, pretraining=True)
 
 
-REMOTE_SCRIPT = textwrap.dedent(
+REMOTE_SCRIPT = WITHOUT_PACKAGE + textwrap.dedent(
     """
-    import importlib.abc, sys
-    import torch
-
-    class BlockPackage(importlib.abc.MetaPathFinder):
-        # This process must not see the installed package: only the code files saved beside the weights.
-        def find_spec(self, name, path=None, target=None):
-            if name.split(".")[0] in ("modeling_t2v2t", "processing"):
-                raise ImportError(f"{name} is blocked in this test")
-            return None
-
-    sys.meta_path.insert(0, BlockPackage())
-    try:
-        import modeling_t2v2t
-    except ImportError:
-        pass
-    else:
-        raise SystemExit("the package is importable: the test would prove nothing")
 
     from transformers import AutoModel, AutoProcessor
     captions, videos_file, out_file, folders = sys.argv[1].split("|"), sys.argv[2], sys.argv[3], sys.argv[4:]
