@@ -23,7 +23,7 @@ $(VENV)/.installed: pyproject.toml
 	touch $@
 
 quickstart: setup
-	$(PY) training/quickstart.py
+	$(PY) -m training.quickstart
 
 # Chromium (Debian's, via apt, once) is for the demo's headless screenshot test; the script never fails the build.
 test: setup
@@ -32,7 +32,7 @@ test: setup
 
 # Every method, same budget, several seeds, on the synthetic benchmark -> results/ablation.md and .png.
 ablation: setup
-	$(PY) training/ablation.py
+	$(PY) -m training.ablation
 
 # The Gradio Space demo on http://127.0.0.1:7860.
 demo: setup

@@ -18,7 +18,7 @@ import time
 import torch
 
 from modeling_t2v2t import T2V2TConfig, T2V2TModel
-from modeling_t2v2t.retrieval_evaluation import candidate_pairs
+from modeling_t2v2t.retrieval.evaluation import candidate_pairs
 
 
 def base_config(fusion_mode: str, frames: int) -> T2V2TConfig:

@@ -1,4 +1,4 @@
-"""Search latency and recall of the `modeling_t2v2t.search_index` backends on random embeddings, as markdown tables.
+"""Search latency and recall of the `modeling_t2v2t.retrieval.index` backends on random embeddings, as markdown tables.
 
 For each database size N (random unit-norm float32 vectors, fixed seed; queries are other random unit vectors) and
 each backend it measures:
@@ -35,7 +35,7 @@ import time
 import numpy as np
 import torch
 
-from modeling_t2v2t.search_index import ExactIndex, FaissIndex, ivf_nlist
+from modeling_t2v2t.retrieval.index import ExactIndex, FaissIndex, ivf_nlist
 
 
 def parse_args(argv=None) -> argparse.Namespace:

@@ -28,7 +28,7 @@ from .modeling_t2v2t import (
     T2V2TVideoEncoding,
 )
 from .modeling_xpool import XPoolModel, XPoolOutput, XPoolTextEncoding, XPoolVideoEncoding
-from .hub_export import save_hub_folder
+from .hub import save_hub_folder
 from .processing_t2v2t import T2V2TProcessor
 from .video_processing_t2v2t import T2V2TVideoProcessor
 

@@ -5,7 +5,7 @@ inside, loaded with `AutoModel`/`AutoProcessor.from_pretrained(folder, trust_rem
 transformers, torch, PyAV and gradio but not the `t2v2t` package. The index is kept in memory, in full: for a
 gallery of tens of videos the whole `encode_video` output (mean and per-frame embeddings, and the video tokens the
 joint encoder attends to) is small, so search, reranking and the per-frame relevance plot need no re-decoding. For
-thousands of videos or more use `modeling_t2v2t.retriever.VideoRetriever` (same scores, faiss, disk-backed index).
+thousands of videos or more use `modeling_t2v2t.retrieval.retriever.VideoRetriever` (same scores, faiss, disk-backed index).
 
 Scores, as the model defines them:
 

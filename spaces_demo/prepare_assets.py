@@ -130,7 +130,7 @@ def build_checkpoint(model_dir: Path, out_dir: Path, name: str, config_path: Pat
     config = json.loads((model_dir / "config.json").read_text())
     if "auto_map" not in config:
         raise ValueError(f"{model_dir}/config.json has no auto_map: it was not saved as a Hub folder with its code "
-                         "(modeling_t2v2t.hub_export.save_hub_folder), so trust_remote_code cannot load it.")
+                         "(modeling_t2v2t.hub.export.save_hub_folder), so trust_remote_code cannot load it.")
     out_dir.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(prefix=f".{name}.", dir=out_dir))
     kept, dropped = [], []
@@ -158,7 +158,7 @@ def build_checkpoint(model_dir: Path, out_dir: Path, name: str, config_path: Pat
 def build_gallery(out_dir: Path, num_gallery: int, num_videos: int, seed: int) -> dict:
     """Copy the first `num_gallery` test videos of the synthetic benchmark (`num_videos`, `seed`) into `out_dir`;
     returns the manifest written as `gallery.json`."""
-    from processing.synthetic_benchmark import ensure_benchmark
+    from processing.synthetic.benchmark import ensure_benchmark
 
     benchmark = ensure_benchmark(num_videos=num_videos, seed=seed, progress=False)
     annotations = json.loads(Path(benchmark["annotations"]["test"]).read_text())
@@ -179,7 +179,7 @@ def build_gallery(out_dir: Path, num_gallery: int, num_videos: int, seed: int) -
     manifest = {
         "source": {
             "benchmark": "t2v2t built-in synthetic benchmark, test split (held out from training)",
-            "command": (f"python -m processing.synthetic_benchmark --out DIR --num-videos {settings['num_videos']} "
+            "command": (f"python -m processing.synthetic.benchmark --out DIR --num-videos {settings['num_videos']} "
                         f"--seed {settings['seed']}"),
         },
         "settings": settings,

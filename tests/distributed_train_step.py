@@ -10,8 +10,8 @@ from tiny_models import tiny_config
 from transformers import TrainingArguments
 
 from modeling_t2v2t import T2V2TModel, T2V2TProcessor, T2V2TVideoProcessor
-from modeling_t2v2t.trainer import RetrievalTrainer
-from modeling_t2v2t.word_vocabulary import build_word_tokenizer
+from training.retrieval_trainer import RetrievalTrainer
+from training.word_vocabulary import build_word_tokenizer
 from processing.batching import VideoTextCollator, caption_pairs
 from processing.builders import build
 

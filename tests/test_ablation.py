@@ -5,9 +5,10 @@ import statistics
 
 import pytest
 import torch
-from test_training import ROOT, TINY_MODEL, load_script, run_config
+from test_training import ROOT, TINY_MODEL, run_config
 
-ablation = load_script("ablation")
+from training import ablation
+
 CONFIG = ROOT / "training" / "configs" / "ablation" / "synthetic.json"
 
 
@@ -15,8 +16,8 @@ CONFIG = ROOT / "training" / "configs" / "ablation" / "synthetic.json"
 def test_every_shipped_variant_is_a_finetune_config_with_the_shared_budget(variant, tmp_path):
     from transformers import TrainingArguments
 
-    from modeling_t2v2t.training_setup import ModelArguments, parse_arguments
-    from processing.training_data import DataArguments
+    from training.arguments import ModelArguments, parse_arguments
+    from training.arguments import DataArguments
 
     config = json.loads(CONFIG.read_text())
     run = ablation.run_config(config, variant, seed=1, run_dir=tmp_path / "run")

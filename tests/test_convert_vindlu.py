@@ -1,10 +1,9 @@
-"""VindLU -> T2V2T conversion (modeling_t2v2t.vindlu_conversion, training/convert_vindlu_checkpoint.py).
+"""VindLU -> T2V2T conversion (modeling_t2v2t.conversion.vindlu, training/convert_vindlu_checkpoint.py).
 
 The test writes a checkpoint with VindLU's key names (github.com/klauscc/VindLU: transformers-4 BEiT with a
 "timesformer" temporal block built on nn.MultiheadAttention, ALBEF-style BERT with `crossattention`) from a tiny
 T2V2T model, using its own name table, not the library's, then checks the converted model against that source."""
 
-import importlib.util
 import json
 import sys
 import types
@@ -18,9 +17,9 @@ from tiny_models import tiny_config, tiny_inputs, tiny_tokenizer
 from transformers import AutoProcessor
 
 from modeling_t2v2t import T2V2TForPreTraining, T2V2TModel
-from modeling_t2v2t.vindlu_conversion import convert_vindlu_checkpoint, load_vindlu_state_dict
+from modeling_t2v2t.conversion.vindlu import convert_vindlu_checkpoint, load_vindlu_state_dict
+from training import convert_vindlu_checkpoint as convert_script
 
-SCRIPT = Path(__file__).parents[1] / "training" / "convert_vindlu_checkpoint.py"
 # The tiny vocabulary is too small for bert-base-uncased's special ids, which are not stored in the weights.
 TOKEN_IDS = {"text_config": {"cls_token_id": 2, "sep_token_id": 3, "mask_token_id": 4}}
 # Our vision names -> VindLU's (transformers 4 BEiT), per layer.
@@ -273,9 +272,7 @@ def test_script_converts_a_checkpoint_with_vindlus_config_object(source, tmp_pat
 
     overrides = tmp_path / "overrides.json"
     overrides.write_text(json.dumps({"bypass_mode": "null", **TOKEN_IDS}))
-    spec = importlib.util.spec_from_file_location("convert_vindlu_script", SCRIPT)
-    script = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(script)
+    script = convert_script
     tiny_tokenizer(tmp_path / "tok").save_pretrained(tmp_path / "tok")
     out = tmp_path / "t2v2t"
     conversion = script.main([str(path), str(out), "--config", str(overrides), "--tokenizer", str(tmp_path / "tok"),

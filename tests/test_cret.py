@@ -16,8 +16,9 @@ from transformers import AutoConfig, AutoModel, BeitConfig, BeitImageProcessor, 
 from modeling_t2v2t import CRETConfig, CRETModel, save_hub_folder
 from modeling_t2v2t.losses_t2v2t import vtc_loss
 from modeling_t2v2t.modeling_cret import CCMDecoderLayer, CrossModalCorrespondence, gees_logits, gees_loss
-from modeling_t2v2t.retriever import VideoRetriever
-from modeling_t2v2t.training_setup import ModelArguments, load_model_and_processor
+from modeling_t2v2t.retrieval.retriever import VideoRetriever
+from training.arguments import ModelArguments
+from training.model_factory import load_model_and_processor
 
 
 def tiny_cret_config(**overrides) -> CRETConfig:

@@ -1,9 +1,8 @@
-"""Publishing (modeling_t2v2t.hub_publishing, training/push_to_hub.py): the Hub folder built from a trained tiny model
+"""Publishing (modeling_t2v2t.hub.publishing, training/push_to_hub.py): the Hub folder built from a trained tiny model
 loads as custom code in a fresh process and gives the same features; the card carries the results file's numbers;
 the upload goes through huggingface_hub's real HTTP calls to a mocked Hub; bad inputs fail naming the path."""
 
 import base64
-import importlib.util
 import json
 import os
 import shutil
@@ -24,9 +23,9 @@ from remote_code import WITHOUT_PACKAGE
 from tiny_models import tiny_config
 
 from modeling_t2v2t import T2V2TModel, save_hub_folder
-from modeling_t2v2t.hub_publishing import build_hub_folder, load_retrieval_results, push_folder_to_hub
+from modeling_t2v2t.hub.publishing import build_hub_folder, load_retrieval_results, push_folder_to_hub
+from training import push_to_hub
 
-SCRIPT = Path(__file__).parents[1] / "training" / "push_to_hub.py"
 CAPTIONS = ["a red square moves left", "a blue circle spins"]
 # Distinct values, so a number in the card can only have come from its own key.
 RESULTS = {
@@ -45,12 +44,6 @@ TRAINING_CONFIG = {"_comment": "tiny", "model_config": {"fusion_mode": "t2v2t"},
                    "learning_rate": 0.001, "max_steps": 5, "train_data": [{"builder": "synthetic", "split": "train"}],
                    "test_data": {"builder": "synthetic", "split": "test"}, "metric_for_best_model": "mean_recall"}
 
-
-def load_script():
-    spec = importlib.util.spec_from_file_location("push_to_hub_script", SCRIPT)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
 
 
 @pytest.fixture(scope="module")
@@ -199,7 +192,7 @@ def mock_hub():
 
 
 def test_script_uploads_the_built_folder_through_the_hub_api(trained, tmp_path, mock_hub):
-    script = load_script()
+    script = push_to_hub
     folder, commit = script.main([
         str(trained["folder"]), "--repo-id", "me/t2v2t-tiny", "--output-dir", str(tmp_path / "hub"),
         "--training-config", str(trained["training_config"]), "--private", "--token", "hf_test_token",
@@ -230,7 +223,7 @@ def test_script_uploads_the_built_folder_through_the_hub_api(trained, tmp_path, 
 
 
 def test_dry_run_builds_without_touching_the_network(trained, tmp_path, mock_hub):
-    script = load_script()
+    script = push_to_hub
     folder, commit = script.main([str(trained["folder"]), "--output-dir", str(tmp_path / "hub"), "--dry-run"])
     assert commit is None and (folder / "README.md").is_file() and mock_hub.requests == []
     with pytest.raises(SystemExit):  # an upload needs to know where to go

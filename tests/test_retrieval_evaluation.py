@@ -18,8 +18,8 @@ from modeling_t2v2t import (
     XPoolConfig,
     XPoolModel,
 )
-from modeling_t2v2t.retrieval_evaluation import VideoTokenStore, candidate_pairs, evaluate_two_stage
-from modeling_t2v2t.retrieval_metrics import retrieval_metrics
+from modeling_t2v2t.retrieval.evaluation import VideoTokenStore, candidate_pairs, evaluate_two_stage
+from modeling_t2v2t.retrieval.metrics import retrieval_metrics
 from processing.batching import retrieval_loaders
 from processing.schema import build_dataset, make_record
 

@@ -11,8 +11,8 @@ import numpy as np
 import pytest
 import torch
 
-from modeling_t2v2t import retrieval_metrics as retrieval_metrics_module
-from modeling_t2v2t.retrieval_metrics import (
+from modeling_t2v2t.retrieval import metrics as retrieval_metrics_module
+from modeling_t2v2t.retrieval.metrics import (
     format_metrics_table,
     ranks_text_to_video,
     ranks_video_to_text,
@@ -179,7 +179,7 @@ def test_ties_count_with_their_expectation():
 
 def test_video_without_caption_is_excluded_from_v2t_with_a_warning(caplog):
     similarity = np.array([[0.9, 0.6, 0.1], [0.2, 0.7, 0.95]])  # video 2 has no caption but is a strong distractor
-    with caplog.at_level(logging.WARNING, logger="modeling_t2v2t.retrieval_metrics"):
+    with caplog.at_level(logging.WARNING, logger="modeling_t2v2t.retrieval.metrics"):
         metrics = retrieval_metrics(similarity, [0, 1], recall_at=(1,))
     assert "1 of 3 videos have no caption" in caplog.text
     assert metrics["t2v_R1"] == pytest.approx(50.0)  # caption 1 loses to the caption-less video 2

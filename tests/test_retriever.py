@@ -12,8 +12,8 @@ from tiny_media import write_grey_video
 from tiny_models import tiny_config, tiny_tokenizer
 
 from modeling_t2v2t import T2V2TModel, T2V2TProcessor, T2V2TVideoProcessor
-from modeling_t2v2t.retriever import SkippedVideo, VideoRetriever
-from modeling_t2v2t.search_index import ExactIndex, FaissIndex, build_index, load_index
+from modeling_t2v2t.retrieval.retriever import SkippedVideo, VideoRetriever
+from modeling_t2v2t.retrieval.index import ExactIndex, FaissIndex, build_index, load_index
 
 QUERIES = ["a red square moves left", "a blue circle spins", "green square then up"]
 NUM_VIDEOS = 7
@@ -157,7 +157,7 @@ def test_undecodable_videos_are_skipped_counted_and_logged(model, processor, pat
     corrupt.write_bytes(b"this is not an mp4 file" * 10)
     missing = tmp_path / "missing.mp4"
     retriever = VideoRetriever(model, processor, show_progress=False)
-    with caplog.at_level(logging.WARNING, logger="modeling_t2v2t.retriever"):
+    with caplog.at_level(logging.WARNING, logger="modeling_t2v2t.retrieval.retriever"):
         added = retriever.index_videos([paths[0], str(corrupt), paths[1], str(missing)], batch_size=2)
     assert added == 2 and retriever.video_ids == paths[:2]
     assert [item.path for item in retriever.skipped] == [str(corrupt), str(missing)]

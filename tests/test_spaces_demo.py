@@ -22,7 +22,7 @@ from PIL import Image
 from safetensors import safe_open
 
 from modeling_t2v2t import T2V2TModel, T2V2TProcessor, T2V2TVideoProcessor, save_hub_folder
-from modeling_t2v2t.retriever import VideoRetriever
+from modeling_t2v2t.retrieval.retriever import VideoRetriever
 from processing.text_cleaning import clean_caption
 from tiny_media import write_grey_video
 from tiny_models import tiny_config, tiny_tokenizer
@@ -100,7 +100,7 @@ def test_query_returns_k_hits_sorted_by_the_ranking_score(engine, rank_by):
 
 
 def test_embedding_scores_match_the_package_retriever(engine):
-    """The Space's own in-memory index scores exactly like modeling_t2v2t.retriever.VideoRetriever."""
+    """The Space's own in-memory index scores exactly like modeling_t2v2t.retrieval.retriever.VideoRetriever."""
     loaded = engine.checkpoint(CHECKPOINT)
     query = "a large blue star goes downward before it expands"
     retriever = VideoRetriever(loaded.model, loaded.processor, show_progress=False)

@@ -10,9 +10,9 @@ import av
 import numpy as np
 import pytest
 
-from processing import synthetic_benchmark as bench
-from processing.synthetic_render import read_mp4, render_frames
-from processing.synthetic_scenes import (
+from processing.synthetic import benchmark as bench
+from processing.synthetic.render import read_mp4, render_frames
+from processing.synthetic.scenes import (
     ACTION_PHRASES,
     COLOURS,
     COLOUR_WORDS,

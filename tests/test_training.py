@@ -1,7 +1,6 @@
 """Training with the plain Trainer: fine-tuning selects on validation and saves a Hub folder; pretraining mixes
 image and video batches; 2 processes under accelerate match 1 process; a run killed with SIGKILL resumes."""
 
-import importlib.util
 import json
 import os
 import shutil
@@ -18,21 +17,12 @@ from PIL import Image
 from transformers import AutoModel
 
 from processing.batching import MediaTypeBatchSampler
+from training import finetune
 
 ROOT = Path(__file__).parents[1]
 TESTS = Path(__file__).parent
 
 
-def load_script(name: str):
-    """A training script as a module, by path and under a unique name: putting training/ on sys.path would make
-    `import evaluate` find training/evaluate.py instead of the `evaluate` library."""
-    spec = importlib.util.spec_from_file_location(f"t2v2t_script_{name}", ROOT / "training" / f"{name}.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
-finetune = load_script("finetune")
 
 TINY_MODEL = {
     "text_config": {"hidden_size": 32, "num_hidden_layers": 2, "num_attention_heads": 4, "intermediate_size": 48,
@@ -224,8 +214,8 @@ def test_resume_after_sigkill(tmp_path, bench):
 def test_shipped_configs_parse(config, tmp_path):
     from transformers import TrainingArguments
 
-    from modeling_t2v2t.training_setup import ModelArguments, parse_arguments
-    from processing.training_data import DataArguments
+    from training.arguments import ModelArguments, parse_arguments
+    from training.arguments import DataArguments
 
     values = json.loads(config.read_text())
     if not torch.cuda.is_available():

@@ -20,8 +20,9 @@ from transformers import AutoConfig, AutoModel, AutoProcessor, CLIPConfig, CLIPI
 
 import modeling_t2v2t.modeling_xpool as modeling_xpool
 from modeling_t2v2t import T2V2TProcessor, T2V2TVideoProcessor, XPoolConfig, XPoolModel, save_hub_folder
-from modeling_t2v2t.retriever import VideoRetriever
-from modeling_t2v2t.training_setup import ModelArguments, load_model_and_processor
+from modeling_t2v2t.retrieval.retriever import VideoRetriever
+from training.arguments import ModelArguments
+from training.model_factory import load_model_and_processor
 
 CAPTIONS = ["a red square moves left", "a blue circle spins", "green square then up"]
 

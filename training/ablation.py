@@ -53,7 +53,7 @@ def train(run: dict, run_dir: Path) -> dict:
         (run_dir / "run.json").write_text(json.dumps(run, indent=1))
         started = time.perf_counter()
         with open(run_dir / "train.log", "w") as log:
-            process = subprocess.run([sys.executable, str(ROOT / "training" / "finetune.py"), str(run_dir / "run.json")],
+            process = subprocess.run([sys.executable, "-m", "training.finetune", str(run_dir / "run.json")],
                                      cwd=ROOT, stdout=log, stderr=subprocess.STDOUT)
         if process.returncode != 0:
             raise RuntimeError(f"Run {run_dir} failed (exit {process.returncode}); see {run_dir / 'train.log'}.")

@@ -21,7 +21,7 @@ from pathlib import Path
 from transformers.utils import logging as transformers_logging
 
 from modeling_t2v2t.configuration_t2v2t import FUSION_MODES
-from modeling_t2v2t.vindlu_conversion import convert_vindlu_checkpoint, save_converted
+from modeling_t2v2t.conversion.vindlu import convert_vindlu_checkpoint, save_converted
 
 
 def parse_args(argv):

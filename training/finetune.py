@@ -5,7 +5,7 @@ best validation mean recall; optionally report the test split once at the end.
     python training/finetune.py training/configs/synthetic_finetune.json
     python training/finetune.py --model_name_or_path CKPT --train_data '[{"builder": "msrvtt", ...}]' ...
 
-Arguments: `ModelArguments` (modeling_t2v2t.training_setup), `DataArguments` (processing.training_data) and
+Arguments: `ModelArguments` and `DataArguments` (training.arguments) and
 `transformers.TrainingArguments`, from the command line or one JSON file.
 """
 
@@ -21,17 +21,12 @@ from transformers import TrainingArguments, set_seed
 
 import modeling_t2v2t  # noqa: F401  (registers the Auto classes)
 from modeling_t2v2t import save_hub_folder
-from modeling_t2v2t.retrieval_metrics import format_metrics_table
-from modeling_t2v2t.trainer import RetrievalTrainer
-from modeling_t2v2t.training_setup import ModelArguments, load_model_and_processor, parse_arguments
+from modeling_t2v2t.retrieval.metrics import format_metrics_table
 from processing.text_cleaning import clean_caption
-from processing.training_data import (
-    DataArguments,
-    build_training_data,
-    gallery_loaders,
-    media_batch_sampler,
-    training_collator,
-)
+from training.arguments import DataArguments, ModelArguments, parse_arguments
+from training.data_setup import build_training_data, gallery_loaders, media_batch_sampler, training_collator
+from training.model_factory import load_model_and_processor
+from training.retrieval_trainer import RetrievalTrainer
 
 logger = logging.getLogger(__name__)
 

@@ -5,7 +5,7 @@ plain `Trainer`. Same arguments as finetune.py (see there); the model is `T2V2TF
     python training/pretrain.py training/configs/synthetic_pretrain.json
 """
 
-from finetune import main
+from training.finetune import main
 
 if __name__ == "__main__":
     main(pretraining=True)

@@ -18,7 +18,7 @@ from pathlib import Path
 
 from transformers.utils import logging as transformers_logging
 
-from modeling_t2v2t.hub_publishing import DEFAULT_LICENSE, DEFAULT_TEMPLATE, build_hub_folder, push_folder_to_hub
+from modeling_t2v2t.hub.publishing import DEFAULT_LICENSE, DEFAULT_TEMPLATE, build_hub_folder, push_folder_to_hub
 
 logger = logging.getLogger("push_to_hub")
 
@@ -31,7 +31,7 @@ def parse_args(argv):
     parser.add_argument("--training-config", help="JSON config the model was trained with "
                                                   "(default: MODEL_DIR/training_config.json if present)")
     parser.add_argument("--results", help="evaluation results JSON (default: MODEL_DIR/test_results.json, then "
-                                          "all_results.json); a training/evaluate.py --output_file report works too")
+                                          "all_results.json); a training/evaluate_retrieval.py --output_file report works too")
     parser.add_argument("--results-prefix", default="test", help="metric prefix of the reported split (default: test)")
     parser.add_argument("--dataset", action="append", dest="datasets", help="Hub dataset id for the card metadata "
                                                                             "(repeatable)")

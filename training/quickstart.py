@@ -3,24 +3,21 @@ evaluate it (embedding-only and reranked, both directions), save a Hub-ready fol
 AutoProcessor as Hub custom code, and answer a text query with the best-matching test videos.
 
     python training/quickstart.py                                   # training/configs/synthetic_quickstart.json
-    python training/quickstart.py --config training/configs/synthetic_finetune.json --query "a red star spins"
+    python -m training.quickstart --config training/configs/synthetic_finetune.json --query "a red star spins"
 """
 
 import argparse
 import json
 import logging
-import sys
 import time
 from pathlib import Path
 
 from transformers import AutoModel, AutoProcessor
 
-sys.path.insert(0, str(Path(__file__).parent))
-import finetune  # noqa: E402
-
-from modeling_t2v2t.retriever import VideoRetriever  # noqa: E402
-from processing.text_cleaning import clean_caption  # noqa: E402
-from processing.training_data import build_split  # noqa: E402
+from modeling_t2v2t.retrieval.retriever import VideoRetriever
+from processing.text_cleaning import clean_caption
+from training import finetune
+from training.data_setup import build_split
 
 logger = logging.getLogger("quickstart")
 

@@ -1,14 +1,14 @@
 """Text-video retrieval metric (R@K, MdR, MnR, both directions) as an `evaluate` module.
 
 Load it offline from this folder: `evaluate.load("metrics/text_video_retrieval")`. The computation is
-`modeling_t2v2t.retrieval_metrics.retrieval_metrics`; this file only adapts it to `evaluate`'s inputs.
+`modeling_t2v2t.retrieval.metrics.retrieval_metrics`; this file only adapts it to `evaluate`'s inputs.
 """
 
 import datasets
 import evaluate
 import numpy as np
 
-from modeling_t2v2t.retrieval_metrics import retrieval_metrics
+from modeling_t2v2t.retrieval.metrics import retrieval_metrics
 
 
 _DESCRIPTION = """
@@ -23,7 +23,7 @@ A video that no caption refers to stays a text->video distractor and is left out
 warning is logged). Similarity rows are stored as float32: two scores equal after float32 rounding tie.
 
 Each prediction is one caption's row of scores over ALL videos, so compute() holds the matrix as Python lists; for
-large galleries (thousands of videos) call `modeling_t2v2t.retrieval_metrics.retrieval_metrics` on a tensor directly.
+large galleries (thousands of videos) call `modeling_t2v2t.retrieval.metrics.retrieval_metrics` on a tensor directly.
 """
 
 _KWARGS_DESCRIPTION = """

@@ -1,7 +1,7 @@
 """The built-in synthetic benchmark as a schema dataset, rendered on first use (see
-`processing.synthetic_benchmark`; its annotations are VindLU JSON, read by `build_vindlu_json`)."""
+`processing.synthetic.benchmark`; its annotations are VindLU JSON, read by `build_vindlu_json`)."""
 
-from ..synthetic_benchmark import DEFAULT_NUM_VIDEOS, ensure_benchmark
+from ..synthetic.benchmark import DEFAULT_NUM_VIDEOS, ensure_benchmark
 from .vindlu import build_vindlu_json
 
 

@@ -22,7 +22,7 @@ Example:
 
 ```python
 >>> from modeling_t2v2t import T2V2TModel, T2V2TProcessor
->>> from modeling_t2v2t.retriever import VideoRetriever
+>>> from modeling_t2v2t.retrieval.retriever import VideoRetriever
 >>> model = T2V2TModel.from_pretrained("org/t2v2t-msrvtt")
 >>> processor = T2V2TProcessor.from_pretrained("org/t2v2t-msrvtt")
 >>> retriever = VideoRetriever(model, processor)  # index_backend="faiss" for millions of videos
@@ -46,7 +46,7 @@ import torch
 from tqdm.auto import tqdm
 from transformers.utils import logging
 
-from .search_index import EmbeddingIndex, create_index, load_index
+from .index import EmbeddingIndex, create_index, load_index
 
 logger = logging.get_logger(__name__)
 

@@ -2,20 +2,20 @@
 The built-in synthetic text-video retrieval benchmark: procedurally rendered mp4 videos with VindLU-format
 annotations, the embedded default that tests, the demo and the quickstart use offline.
 
-It is hard where text-video retrieval is hard (see `processing.synthetic_scenes`): several paraphrased captions per
+It is hard where text-video retrieval is hard (see `processing.synthetic.scenes`): several paraphrased captions per
 video; families of videos that differ in exactly one described factor (an object's colour, shape or size, one
 motion, or the order of two events); partial captions that describe one of two events; a paragraph variant; and
 undescribed nuisances (textured, panning backgrounds, an unmentioned distractor object, jitter, noise).
 
 Command line (N is the number of *train* videos; val and test default to N//8 and N//4):
 
-    python -m processing.synthetic_benchmark --out DIR --num-videos N --seed S [--num-val V] [--num-test T] \
+    python -m processing.synthetic.benchmark --out DIR --num-videos N --seed S [--num-val V] [--num-test T] \
         [--frames 16] [--size 64] [--fps 8] [--workers 2]
 
 Python:
 
 ```python
->>> from processing.synthetic_benchmark import ensure_benchmark
+>>> from processing.synthetic.benchmark import ensure_benchmark
 >>> bench = ensure_benchmark("/tmp/t2v2t_synthetic", num_videos=64, seed=0)  # renders only the first time
 >>> bench["annotations"]["test"], bench["video_root"]
 ('/tmp/t2v2t_synthetic/annotations/test.json', '/tmp/t2v2t_synthetic')
@@ -48,8 +48,8 @@ from dataclasses import asdict, dataclass
 import numpy as np
 from tqdm.auto import tqdm
 
-from .synthetic_render import render_video
-from .synthetic_scenes import DescriptionIndex, describe, event_claims, sample_family
+from .render import render_video
+from .scenes import DescriptionIndex, describe, event_claims, sample_family
 
 logger = logging.getLogger(__name__)
 
@@ -108,7 +108,7 @@ class BenchmarkSettings:
 
     def command(self, out_dir: str) -> str:
         return (
-            f"python -m processing.synthetic_benchmark --out {out_dir} --num-videos {self.num_videos} "
+            f"python -m processing.synthetic.benchmark --out {out_dir} --num-videos {self.num_videos} "
             f"--seed {self.seed} --num-val {self.num_val} --num-test {self.num_test} --frames {self.frames} "
             f"--size {self.size} --fps {self.fps}"
         )
@@ -228,7 +228,7 @@ def _readme(settings: BenchmarkSettings, out_dir: str, plans: dict) -> str:
         "# t2v2t synthetic text-video retrieval benchmark",
         "",
         "Procedurally rendered videos of simple shapes with captions in the VindLU/Singularity JSON format, made by",
-        f"`processing.synthetic_benchmark` (generator version {settings.version}). Load a split with",
+        f"`processing.synthetic.benchmark` (generator version {settings.version}). Load a split with",
         "`processing.builders.vindlu.build_vindlu_json('annotations/test.json', video_root=<this folder>,",
         "split='test')` (and `paragraph=True` for `annotations/test_paragraph.json`).",
         "",
@@ -443,7 +443,7 @@ def ensure_benchmark(
 
 def parse_args(argv=None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(
-        prog="python -m processing.synthetic_benchmark",
+        prog="python -m processing.synthetic.benchmark",
         description="Render the built-in synthetic text-video retrieval benchmark (mp4 + VindLU JSON annotations).",
     )
     parser.add_argument("--out", required=True, help="output folder")

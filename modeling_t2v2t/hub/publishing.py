@@ -6,7 +6,7 @@ files, a model card rendered from the repository's `model_card.md` with the real
 configuration, `LICENSE` and `CITATION.cff`. `push_folder_to_hub` creates the repository and uploads the folder.
 
 ```python
->>> from modeling_t2v2t.hub_publishing import build_hub_folder, push_folder_to_hub
+>>> from modeling_t2v2t.hub.publishing import build_hub_folder, push_folder_to_hub
 >>> folder = build_hub_folder("outputs/msrvtt_finetune", "outputs/msrvtt_finetune-hub", repo_id="me/t2v2t-msrvtt",
 ...                           training_config="training/configs/msrvtt_finetune.json")
 >>> push_folder_to_hub(folder, "me/t2v2t-msrvtt", private=True)
@@ -28,8 +28,8 @@ from transformers.utils import logging
 
 logger = logging.get_logger(__name__)
 
-_REPO_ROOT = Path(__file__).resolve().parents[1]
-DEFAULT_TEMPLATE = _REPO_ROOT / "model_card.md"
+_REPO_ROOT = Path(__file__).resolve().parents[2]
+DEFAULT_TEMPLATE = Path(__file__).resolve().parent / "templates" / "model_card_t2v2t.md"
 DEFAULT_LICENSE = _REPO_ROOT / "LICENSE"
 TRAINING_CONFIG_NAME = "training_config.json"
 
@@ -239,7 +239,7 @@ def _check_metric(value, key: str, path: Path) -> float:
 def load_retrieval_results(path: str | Path, prefix: str = "test") -> RetrievalResults | None:
     """
     Retrieval metrics from a results file: the Trainer's `test_results.json`/`all_results.json` (flat keys
-    `{prefix}_{stage}_{direction}_{metric}`) or the JSON report of `training/evaluate.py --output_file`
+    `{prefix}_{stage}_{direction}_{metric}`) or the JSON report of `training/evaluate_retrieval.py --output_file`
     (`{"metrics": {stage: {...}}, "dataset": ...}`). Returns `None` when the file holds no retrieval metrics for
     `prefix`; raises `ValueError` naming the file and key when it is malformed.
     """
@@ -249,7 +249,7 @@ def load_retrieval_results(path: str | Path, prefix: str = "test") -> RetrievalR
     data = _read_json_object(path, "evaluation results")
     metrics: dict[str, dict[str, float]] = {}
     info = {}
-    if isinstance(data.get("metrics"), dict):  # training/evaluate.py report
+    if isinstance(data.get("metrics"), dict):  # training/evaluate_retrieval.py report
         for stage, values in data["metrics"].items():
             if stage not in _STAGES:
                 continue
@@ -443,7 +443,7 @@ def build_hub_folder(
         repo_id: the Hub repository the card's usage example names (`org/name`).
         training_config: the JSON config the model was trained with; default `model_dir/training_config.json`
             if present. Copied as `training_config.json` and summarised in the card.
-        results_file: evaluation results (Trainer `*_results.json` or `training/evaluate.py` report); default the
+        results_file: evaluation results (Trainer `*_results.json` or `training/evaluate_retrieval.py` report); default the
             first of `test_results.json`, `all_results.json` in `model_dir` with retrieval metrics. Without any,
             the card says "not evaluated".
         results_prefix: metric key prefix of the split to report from Trainer files (`test`).
@@ -470,7 +470,7 @@ def build_hub_folder(
         results = load_retrieval_results(results_file, results_prefix)
         if results is None:
             raise ValueError(f"{results_file} holds no retrieval metrics for prefix {results_prefix!r} "
-                             "(expected keys like test_reranked_t2v_R1 or a training/evaluate.py report).")
+                             "(expected keys like test_reranked_t2v_R1 or a training/evaluate_retrieval.py report).")
     else:
         results = find_retrieval_results(model_dir, results_prefix)
     test_data = (training or {}).get("test_data")

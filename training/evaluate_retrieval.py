@@ -1,9 +1,9 @@
 """Evaluate a saved checkpoint on any split of any dataset builder: embedding-only and two-stage (top-k reranked by
 the joint encoder) retrieval metrics, both directions, printed as a table and written as JSON.
 
-    python training/evaluate.py --model_name_or_path outputs/quickstart/model \\
+    python training/evaluate_retrieval.py --model_name_or_path outputs/quickstart/model \\
         --dataset synthetic --dataset_kwargs '{"split": "test", "num_videos": 2000}' --k 128
-    python training/evaluate.py eval_config.json      # the same arguments as one JSON file
+    python training/evaluate_retrieval.py eval_config.json      # the same arguments as one JSON file
 """
 
 import json
@@ -17,11 +17,11 @@ import torch
 from transformers import AutoModel, AutoProcessor
 
 import modeling_t2v2t  # noqa: F401  (registers the Auto classes)
-from modeling_t2v2t.retrieval_evaluation import evaluate_two_stage
-from modeling_t2v2t.retrieval_metrics import format_metrics_table
-from modeling_t2v2t.training_setup import parse_arguments, parse_json_argument
+from modeling_t2v2t.retrieval.evaluation import evaluate_two_stage
+from modeling_t2v2t.retrieval.metrics import format_metrics_table
 from processing.batching import retrieval_loaders
 from processing.builders import BUILDERS, build
+from training.arguments import parse_arguments, parse_json_argument
 
 logger = logging.getLogger("evaluate")
 

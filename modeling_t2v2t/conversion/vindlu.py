@@ -20,7 +20,7 @@ T2V2T's text→video layers (`t2v_layers.*`) do not exist in VindLU: they are ne
 missing keys. With `fusion_mode="v2t"` the converted model computes exactly VindLU's function.
 
 ```python
->>> from modeling_t2v2t.vindlu_conversion import convert_vindlu_checkpoint, save_converted
+>>> from modeling_t2v2t.conversion.vindlu import convert_vindlu_checkpoint, save_converted
 >>> conversion = convert_vindlu_checkpoint("vindlu_5m/ckpt_best.pth", config_overrides={"fusion_mode": "t2v2t"})
 >>> print(conversion.summary())
 >>> save_converted(conversion, "checkpoints/t2v2t-pretrained-5m", tokenizer="bert-base-uncased")
@@ -40,8 +40,8 @@ import torch
 import torch.nn.functional as F
 from transformers.utils import logging
 
-from .configuration_t2v2t import T2V2TConfig
-from .modeling_t2v2t import T2V2TForPreTraining, T2V2TModel
+from ..configuration_t2v2t import T2V2TConfig
+from ..modeling_t2v2t import T2V2TForPreTraining, T2V2TModel
 
 logger = logging.get_logger(__name__)
 
@@ -512,9 +512,9 @@ def save_converted(conversion: VindLUConversion, output_dir: str | Path, tokeniz
     mean = std = 0.5) and the custom code, i.e. a full Hub folder that `training/finetune.py --model_name_or_path`
     can start from.
     """
-    from .hub_export import save_hub_folder
-    from .processing_t2v2t import T2V2TProcessor
-    from .video_processing_t2v2t import T2V2TVideoProcessor
+    from ..hub.export import save_hub_folder
+    from ..processing_t2v2t import T2V2TProcessor
+    from ..video_processing_t2v2t import T2V2TVideoProcessor
 
     output_dir = Path(output_dir)
     model = conversion.model

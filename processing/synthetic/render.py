@@ -12,7 +12,7 @@ import os
 import av
 import numpy as np
 
-from .synthetic_scenes import COLOURS, distractor_state, object_states
+from .scenes import COLOURS, distractor_state, object_states
 
 SUPERSAMPLE = 4
 RADIUS_STEP = 0.25  # pixels; cache key resolution

@@ -22,7 +22,7 @@ Example:
 
 ```python
 >>> import torch
->>> from modeling_t2v2t.search_index import build_index, load_index
+>>> from modeling_t2v2t.retrieval.index import build_index, load_index
 >>> database = torch.nn.functional.normalize(torch.randn(1000, 16), dim=-1)
 >>> index = build_index(database)  # exact
 >>> scores, indices = index.search(database[:3], k=5)

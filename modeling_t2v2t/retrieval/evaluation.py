@@ -25,8 +25,8 @@ import torch
 from tqdm.auto import tqdm
 from transformers.utils import logging
 
-from .modeling_t2v2t import T2V2TTextEncoding, T2V2TVideoEncoding
-from .retrieval_metrics import retrieval_metrics
+from ..modeling_t2v2t import T2V2TTextEncoding, T2V2TVideoEncoding
+from .metrics import retrieval_metrics
 
 logger = logging.get_logger(__name__)
 

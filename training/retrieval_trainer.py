@@ -13,7 +13,7 @@ from torch.utils.data import DataLoader
 from transformers import Trainer
 from transformers.utils import logging
 
-from .retrieval_evaluation import evaluate_two_stage
+from modeling_t2v2t.retrieval.evaluation import evaluate_two_stage
 
 logger = logging.get_logger(__name__)
 

@@ -1,7 +1,6 @@
-"""training/evaluate.py end to end: a saved tiny checkpoint evaluated on the synthetic benchmark's test split,
+"""training/evaluate_retrieval.py end to end: a saved tiny checkpoint evaluated on the synthetic benchmark's test split,
 arguments from the command line and from one JSON file."""
 
-import importlib.util
 import json
 from pathlib import Path
 
@@ -9,15 +8,9 @@ import pytest
 from tiny_models import tiny_config, tiny_tokenizer
 
 from modeling_t2v2t import T2V2TModel, T2V2TProcessor, T2V2TVideoProcessor
+from training import evaluate_retrieval
 
-SCRIPT = Path(__file__).parents[1] / "training" / "evaluate.py"
 
-
-def load_script():
-    spec = importlib.util.spec_from_file_location("evaluate_script", SCRIPT)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
 
 
 @pytest.fixture(scope="module")
@@ -31,7 +24,7 @@ def checkpoint(tmp_path_factory):
 
 
 def test_evaluate_from_command_line_and_json(checkpoint, tmp_path):
-    script = load_script()
+    script = evaluate_retrieval
     dataset_kwargs = {"split": "test", "out_dir": str(tmp_path / "bench"), "num_videos": 8, "workers": 1,
                       "progress": False}
     report = script.main(["--model_name_or_path", str(checkpoint), "--dataset", "synthetic",
@@ -50,7 +43,7 @@ def test_evaluate_from_command_line_and_json(checkpoint, tmp_path):
 
 
 def test_bad_arguments_are_named(checkpoint):
-    script = load_script()
+    script = evaluate_retrieval
     with pytest.raises(ValueError, match="--dataset 'msvd' is not one of"):
         script.main(["--model_name_or_path", str(checkpoint), "--dataset", "msvd"])
     with pytest.raises(ValueError, match="--dataset_kwargs is not valid JSON"):

@@ -1,24 +1,27 @@
-"""Model arguments of the training scripts and the one function that turns them into a model and its processor:
+"""The one function that turns the scripts' `ModelArguments` into a model and its processor:
 from a checkpoint of this package, from image + text towers (BEiT/ViT + BERT), from a CLIP checkpoint (X-Pool), or
 from scratch with a config and a word vocabulary built from the training captions. The config's `model_type`
 ("t2v2t", "xpool", "cret") picks the model."""
 
-import json
 from types import SimpleNamespace
-from dataclasses import dataclass, field
 from pathlib import Path
 
 from transformers import AutoConfig, AutoImageProcessor, AutoProcessor, AutoTokenizer
 from transformers.utils import logging
 
-from .configuration_cret import CRETConfig
-from .configuration_t2v2t import T2V2TConfig
-from .configuration_xpool import XPoolConfig
-from .modeling_cret import CRETModel
-from .modeling_t2v2t import T2V2TForPreTraining, T2V2TModel
-from .modeling_xpool import XPoolModel
-from .processing_t2v2t import T2V2TProcessor
-from .video_processing_t2v2t import T2V2TVideoProcessor
+from modeling_t2v2t import (
+    CRETConfig,
+    CRETModel,
+    T2V2TConfig,
+    T2V2TForPreTraining,
+    T2V2TModel,
+    T2V2TProcessor,
+    T2V2TVideoProcessor,
+    XPoolConfig,
+    XPoolModel,
+)
+
+from .arguments import ModelArguments
 from .word_vocabulary import build_word_tokenizer
 
 logger = logging.get_logger(__name__)
@@ -31,73 +34,6 @@ MODEL_TYPES = {
 }
 # X-Pool's frames per clip.
 XPOOL_NUM_FRAMES = 12
-
-
-def parse_json_argument(value, name: str, expected: tuple = (dict,)):
-    """A JSON value given on the command line (a string) or in a JSON config file (already parsed)."""
-    if value is None or not isinstance(value, str):
-        parsed = value
-    else:
-        try:
-            parsed = json.loads(value)
-        except json.JSONDecodeError as error:
-            raise ValueError(f"--{name} is not valid JSON: {error}") from error
-    if parsed is not None and not isinstance(parsed, expected):
-        raise ValueError(f"--{name} must be JSON of type {' or '.join(t.__name__ for t in expected)}, "
-                         f"got {type(parsed).__name__}.")
-    return parsed
-
-
-def parse_arguments(dataclass_types, argv: list[str]):
-    """Script arguments from the command line, or from one JSON file (keys starting with `_` are comments)."""
-    from transformers import HfArgumentParser
-
-    parser = HfArgumentParser(dataclass_types)
-    if len(argv) == 1 and argv[0].endswith(".json"):
-        with open(argv[0], encoding="utf-8") as handle:
-            values = {key: value for key, value in json.load(handle).items() if not key.startswith("_")}
-        return parser.parse_dict(values)
-    return parser.parse_args_into_dataclasses(argv)
-
-
-@dataclass
-class ModelArguments:
-    """
-    Where the model comes from: exactly one of `model_name_or_path`, the two tower paths, `clip_model_name_or_path`
-    or `model_config`. The model is the one of the config's `model_type`: the checkpoint's, else `"model_type"` in
-    `model_config`/`config_overrides` ("t2v2t" by default, "xpool", "cret").
-    """
-
-    model_name_or_path: str | None = field(
-        default=None, metadata={"help": "A checkpoint of this package (T2V2T, X-Pool or CRET; local folder or Hub id) "
-                                        "with its processor."})
-    vision_model_name_or_path: str | None = field(
-        default=None, metadata={"help": "BEiT/ViT checkpoint to start the video encoder from."})
-    text_model_name_or_path: str | None = field(
-        default=None, metadata={"help": "BERT checkpoint (with tokenizer) to start the text encoder from."})
-    clip_model_name_or_path: str | None = field(
-        default=None, metadata={"help": "transformers CLIPModel checkpoint (with tokenizer and image processor) to "
-                                        "start X-Pool from, as in the paper."})
-    model_config: str | None = field(
-        default=None, metadata={"help": "JSON config fields to train from scratch (a word vocabulary is built from "
-                                        "the training captions); \"model_type\": \"t2v2t\" (default), \"xpool\" "
-                                        "or \"cret\" picks the model."})
-    config_overrides: str | None = field(
-        default=None, metadata={"help": "JSON config fields applied on top (fusion_mode, bypass_mode, alpha, ...)."})
-    num_frames: int | None = field(default=None, metadata={"help": "Training frames per clip."})
-    max_length: int = field(default=32, metadata={"help": "Caption length in tokens (VindLU: 32, paragraphs 64)."})
-    trust_remote_code: bool = False
-
-    def __post_init__(self):
-        self.model_config = parse_json_argument(self.model_config, "model_config") or {}
-        self.config_overrides = parse_json_argument(self.config_overrides, "config_overrides") or {}
-        sources = [bool(self.model_name_or_path), bool(self.vision_model_name_or_path or self.text_model_name_or_path),
-                   bool(self.clip_model_name_or_path), bool(self.model_config)]
-        if sum(sources) != 1:
-            raise ValueError("Give exactly one model source: --model_name_or_path, or --vision_model_name_or_path "
-                             "with --text_model_name_or_path, or --clip_model_name_or_path, or --model_config.")
-        if bool(self.vision_model_name_or_path) != bool(self.text_model_name_or_path):
-            raise ValueError("--vision_model_name_or_path and --text_model_name_or_path go together.")
 
 
 def model_class_for(model_type: str, pretraining: bool):
@@ -206,5 +142,4 @@ def load_model_and_processor(args: ModelArguments, pretraining: bool, captions=N
     return model, processor
 
 
-__all__ = ["ModelArguments", "load_model_and_processor", "model_class_for", "parse_arguments", "parse_json_argument",
-           "MODEL_TYPES"]
+__all__ = ["load_model_and_processor", "model_class_for", "MODEL_TYPES"]

@@ -1,0 +1,114 @@
+"""The training scripts' arguments: `ModelArguments` (where the model comes from) and `DataArguments` (which datasets,
+how to decode them), parsed with `transformers.TrainingArguments` by `HfArgumentParser`."""
+
+import json
+from dataclasses import dataclass, field
+
+from processing.builders import BUILDERS
+
+
+def parse_json_argument(value, name: str, expected: tuple = (dict,)):
+    """A JSON value given on the command line (a string) or in a JSON config file (already parsed)."""
+    if value is None or not isinstance(value, str):
+        parsed = value
+    else:
+        try:
+            parsed = json.loads(value)
+        except json.JSONDecodeError as error:
+            raise ValueError(f"--{name} is not valid JSON: {error}") from error
+    if parsed is not None and not isinstance(parsed, expected):
+        raise ValueError(f"--{name} must be JSON of type {' or '.join(t.__name__ for t in expected)}, "
+                         f"got {type(parsed).__name__}.")
+    return parsed
+
+
+def parse_arguments(dataclass_types, argv: list[str]):
+    """Script arguments from the command line, or from one JSON file (keys starting with `_` are comments)."""
+    from transformers import HfArgumentParser
+
+    parser = HfArgumentParser(dataclass_types)
+    if len(argv) == 1 and argv[0].endswith(".json"):
+        with open(argv[0], encoding="utf-8") as handle:
+            values = {key: value for key, value in json.load(handle).items() if not key.startswith("_")}
+        return parser.parse_dict(values)
+    return parser.parse_args_into_dataclasses(argv)
+
+
+@dataclass
+class ModelArguments:
+    """
+    Where the model comes from: exactly one of `model_name_or_path`, the two tower paths, `clip_model_name_or_path`
+    or `model_config`. The model is the one of the config's `model_type`: the checkpoint's, else `"model_type"` in
+    `model_config`/`config_overrides` ("t2v2t" by default, "xpool", "cret").
+    """
+
+    model_name_or_path: str | None = field(
+        default=None, metadata={"help": "A checkpoint of this package (T2V2T, X-Pool or CRET; local folder or Hub id) "
+                                        "with its processor."})
+    vision_model_name_or_path: str | None = field(
+        default=None, metadata={"help": "BEiT/ViT checkpoint to start the video encoder from."})
+    text_model_name_or_path: str | None = field(
+        default=None, metadata={"help": "BERT checkpoint (with tokenizer) to start the text encoder from."})
+    clip_model_name_or_path: str | None = field(
+        default=None, metadata={"help": "transformers CLIPModel checkpoint (with tokenizer and image processor) to "
+                                        "start X-Pool from, as in the paper."})
+    model_config: str | None = field(
+        default=None, metadata={"help": "JSON config fields to train from scratch (a word vocabulary is built from "
+                                        "the training captions); \"model_type\": \"t2v2t\" (default), \"xpool\" "
+                                        "or \"cret\" picks the model."})
+    config_overrides: str | None = field(
+        default=None, metadata={"help": "JSON config fields applied on top (fusion_mode, bypass_mode, alpha, ...)."})
+    num_frames: int | None = field(default=None, metadata={"help": "Training frames per clip."})
+    max_length: int = field(default=32, metadata={"help": "Caption length in tokens (VindLU: 32, paragraphs 64)."})
+    trust_remote_code: bool = False
+
+    def __post_init__(self):
+        self.model_config = parse_json_argument(self.model_config, "model_config") or {}
+        self.config_overrides = parse_json_argument(self.config_overrides, "config_overrides") or {}
+        sources = [bool(self.model_name_or_path), bool(self.vision_model_name_or_path or self.text_model_name_or_path),
+                   bool(self.clip_model_name_or_path), bool(self.model_config)]
+        if sum(sources) != 1:
+            raise ValueError("Give exactly one model source: --model_name_or_path, or --vision_model_name_or_path "
+                             "with --text_model_name_or_path, or --clip_model_name_or_path, or --model_config.")
+        if bool(self.vision_model_name_or_path) != bool(self.text_model_name_or_path):
+            raise ValueError("--vision_model_name_or_path and --text_model_name_or_path go together.")
+
+
+def _check_spec(spec, name: str) -> dict:
+    if not isinstance(spec, dict) or spec.get("builder") not in BUILDERS:
+        raise ValueError(f"--{name}: each dataset is a JSON object with a 'builder' among {sorted(BUILDERS)}, "
+                         f"got {spec!r}.")
+    return spec
+
+
+@dataclass
+class DataArguments:
+    train_data: str = field(default='[{"builder": "synthetic", "split": "train"}]', metadata={
+        "help": "JSON list of training datasets, each {\"builder\": name, ...builder arguments}."})
+    validation_data: str | None = field(default='{"builder": "synthetic", "split": "val"}', metadata={
+        "help": "JSON dataset for validation (checkpoint selection); null for none."})
+    test_data: str | None = field(default=None, metadata={
+        "help": "JSON dataset evaluated once after training (reported, never used for selection)."})
+    eval_num_frames: int | None = field(default=None, metadata={"help": "Frames per clip at evaluation."})
+    max_words: int | None = field(default=None, metadata={"help": "Cap captions at this many words (VindLU max_l)."})
+    decode_backend: str = field(default="pyav", metadata={"help": "pyav, torchcodec or decord."})
+    skip_bad: bool = field(default=False, metadata={"help": "Count, log and skip undecodable training clips."})
+    decoded_cache_mb: int = field(default=0, metadata={
+        "help": "Keep whole decoded training videos in memory, up to this many MB per data-loading process, so a "
+                "small dataset seen for many epochs is decoded once (short videos only); 0 = off."})
+    k_test: int = field(default=128, metadata={"help": "Candidates reranked per query at evaluation; 0 = none."})
+
+    def __post_init__(self):
+        train = parse_json_argument(self.train_data, "train_data", (dict, list))
+        self.train_data = [_check_spec(spec, "train_data") for spec in (train if isinstance(train, list) else [train])]
+        self.validation_data = parse_json_argument(self.validation_data, "validation_data")
+        self.test_data = parse_json_argument(self.test_data, "test_data")
+        for name in ("validation_data", "test_data"):
+            if getattr(self, name) is not None:
+                _check_spec(getattr(self, name), name)
+        if self.decoded_cache_mb < 0:
+            raise ValueError(f"--decoded_cache_mb must be >= 0 (0 = off), got {self.decoded_cache_mb}.")
+
+
+
+__all__ = ["ModelArguments", "DataArguments", "parse_arguments", "parse_json_argument"]

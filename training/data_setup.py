@@ -1,0 +1,55 @@
+"""From the scripts' `DataArguments` to the datasets, collator and loaders of `processing`.
+
+A dataset is named by a JSON object: `{"builder": <name in processing.builders.BUILDERS>, ...builder kwargs}`,
+e.g. `{"builder": "msrvtt", "split": "train_9k", "annotation_dir": "msrvtt_data", "video_root": "videos"}` or
+`{"builder": "synthetic", "split": "train", "num_videos": 2000}`. Training takes a list of them (pretraining mixes
+video and image corpora); validation and test take one each.
+"""
+
+import functools
+
+import datasets
+
+from processing.batching import MediaTypeBatchSampler, VideoTextCollator, caption_pairs, retrieval_loaders
+from processing.builders import build
+
+from .arguments import DataArguments
+
+
+def build_split(spec: dict | None) -> datasets.Dataset | None:
+    if spec is None:
+        return None
+    kwargs = {key: value for key, value in spec.items() if key != "builder"}
+    return build(spec["builder"], **kwargs)[0]
+
+
+def build_training_data(args: DataArguments) -> tuple[datasets.Dataset, datasets.Dataset | None, datasets.Dataset | None]:
+    """(training caption pairs, validation gallery, test gallery). Training corpora are concatenated before
+    pairing, so `video_index` stays unique across them."""
+    corpora = [build_split(spec) for spec in args.train_data]
+    train = corpora[0] if len(corpora) == 1 else datasets.concatenate_datasets(corpora)
+    return caption_pairs(train), build_split(args.validation_data), build_split(args.test_data)
+
+
+def training_collator(args: DataArguments, processor, num_frames: int | None = None) -> VideoTextCollator:
+    return VideoTextCollator(processor, num_frames=num_frames, train=True, backend=args.decode_backend,
+                             skip_bad=args.skip_bad, max_words=args.max_words,
+                             cache_bytes=args.decoded_cache_mb * 2**20)
+
+
+def gallery_loaders(args: DataArguments, processor, batch_size: int, num_workers: int):
+    """`dataset -> retrieval loaders` for evaluation galleries, with the evaluation frame count."""
+    return functools.partial(retrieval_loaders, processor=processor, batch_size=batch_size, num_workers=num_workers,
+                             num_frames=args.eval_num_frames, backend=args.decode_backend, max_words=args.max_words)
+
+
+def media_batch_sampler(pairs: datasets.Dataset, batch_size: int, seed: int, drop_last: bool):
+    """Batches grouped by media type when the training data mixes images and videos; else `None`."""
+    media_types = list(pairs["media_type"])
+    if len(set(media_types)) < 2:
+        return None
+    return MediaTypeBatchSampler(media_types, batch_size, seed=seed, drop_last=drop_last)
+
+
+__all__ = ["build_training_data", "build_split", "training_collator", "gallery_loaders",
+           "media_batch_sampler"]
