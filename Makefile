@@ -10,7 +10,7 @@ export HF_HUB_DISABLE_TELEMETRY := 1
 export GRADIO_ANALYTICS_ENABLED := False
 export TOKENIZERS_PARALLELISM := false
 
-.PHONY: setup quickstart test ablation demo decoders
+.PHONY: setup quickstart test test-fast ablation demo decoders
 
 setup: $(VENV)/.installed
 
@@ -29,6 +29,10 @@ quickstart: setup
 test: setup
 	sh spaces_demo/install_chromium.sh
 	$(PY) -m pytest -q tests
+
+# The inner loop: everything but the tests marked slow (subprocess, distributed, browser, end-to-end training).
+test-fast: setup
+	$(PY) -m pytest -q -m "not slow" tests
 
 # Every method, same budget, several seeds, on the synthetic benchmark -> results/ablation.md and .png.
 ablation: setup

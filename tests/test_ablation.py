@@ -63,6 +63,7 @@ def test_merge_replaces_leaves_only():
     assert base["model_config"]["fusion_mode"] == "t2v2t"  # not mutated
 
 
+@pytest.mark.slow
 def test_a_tiny_ablation_end_to_end(tmp_path, tmp_path_factory):
     bench = tmp_path_factory.mktemp("synthetic")
     shared = run_config(tmp_path, bench, max_steps=2, num_train_epochs=1, eval_strategy="steps", eval_steps=1,

@@ -8,6 +8,7 @@ import sys
 import textwrap
 
 import numpy as np
+import pytest
 import torch
 from remote_code import WITHOUT_PACKAGE
 from tiny_models import tiny_config, tiny_tokenizer
@@ -68,6 +69,7 @@ REMOTE_SCRIPT = WITHOUT_PACKAGE + textwrap.dedent(
 )
 
 
+@pytest.mark.slow
 def test_hub_folder_loads_as_custom_code_in_a_fresh_process(tmp_path):
     config = tiny_config(bypass_mode="null", num_t2v_layers=2)
     model = T2V2TModel(config).eval()

@@ -252,6 +252,7 @@ def test_starts_from_image_and_text_towers_like_the_training_scripts(tmp_path):
                                    bert(inputs["input_ids"], inputs["attention_mask"]).last_hidden_state)
 
 
+@pytest.mark.slow
 def test_hub_folder_loads_as_custom_code_in_a_fresh_process(tmp_path):
     model = tiny_cret(seed=6)
     processor = tiny_processor(tmp_path / "tok", model.config)

@@ -79,6 +79,7 @@ def _run_two_processes(text, video, ids, sizes):
     return results
 
 
+@pytest.mark.slow
 def test_vtc_gathered_over_two_processes_equals_one_process():
     """Each process scores its 3 rows against all 6 pairs (positives cross the process boundary). The mean of
     the two losses is the one-process loss; each process's gradient is that of the SUM of both losses, so after
@@ -97,6 +98,7 @@ def test_vtc_gathered_over_two_processes_equals_one_process():
     torch.testing.assert_close(video_grad, video_full.grad, atol=1e-6, rtol=1e-5)
 
 
+@pytest.mark.slow
 def test_vtc_gather_handles_unequal_batches():
     """A short last batch (4 + 2 rows): padding is trimmed, so the size-weighted mean loss is the full loss."""
     text, video = random_pairs(batch=6)

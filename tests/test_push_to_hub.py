@@ -122,6 +122,7 @@ REMOTE_SCRIPT = WITHOUT_PACKAGE + textwrap.dedent(
 )
 
 
+@pytest.mark.slow
 def test_published_folder_loads_in_a_fresh_process_with_the_same_outputs(trained, tmp_path):
     out = build_hub_folder(trained["folder"], tmp_path / "hub", repo_id="me/t2v2t-tiny")
     videos = tiny_videos()

@@ -18,6 +18,7 @@ from transformers import AutoModel
 
 from processing.batching import MediaTypeBatchSampler
 from training import finetune
+from training.data_setup import build_split
 
 ROOT = Path(__file__).parents[1]
 TESTS = Path(__file__).parent
@@ -59,6 +60,7 @@ def bench(tmp_path_factory):
     return tmp_path_factory.mktemp("synthetic")
 
 
+@pytest.mark.slow
 def test_finetune_selects_on_validation_and_saves_a_hub_folder(tmp_path, bench):
     config = run_config(tmp_path, bench)
     trainer, test_metrics = finetune.main([write_config(tmp_path / "config.json", config)])
@@ -69,8 +71,14 @@ def test_finetune_selects_on_validation_and_saves_a_hub_folder(tmp_path, bench):
     assert trainer.state.best_model_checkpoint is not None
     assert (Path(trainer.state.best_model_checkpoint) / "model.safetensors").exists()
     assert "test_reranked_t2v_R1" in test_metrics and "test_embedding_t2v_R1" in test_metrics
-    assert not any(key.startswith("test_") for entry in trainer.state.log_history[:-1] for key in entry
-                   if "eval_mean_recall" in entry)  # selection never saw the test split
+    # Selection never saw the test split: every selection-time evaluation scored the validation gallery, and the
+    # test gallery was scored exactly once, after training (the last log entry).
+    validation_videos, test_videos = (len(build_split(config[name])) for name in ("validation_data", "test_data"))
+    assert validation_videos != test_videos  # else the gallery size below could not tell the splits apart
+    assert all(entry["eval_num_videos"] == validation_videos for entry in evaluations)
+    test_entries = [index for index, entry in enumerate(trainer.state.log_history) if "test_mean_recall" in entry]
+    assert test_entries == [len(trainer.state.log_history) - 1]
+    assert trainer.state.log_history[-1]["test_num_videos"] == test_videos
     saved = json.loads((tmp_path / "run" / "config.json").read_text())
     assert saved["auto_map"]["AutoModel"] == "modeling_t2v2t.T2V2TModel"
     assert json.loads((tmp_path / "run" / "training_config.json").read_text()) == config  # the run's config
@@ -104,6 +112,7 @@ def check_baseline_run(trainer, run: Path, model_class: str) -> None:
         assert torch.equal(parameter, trainer.model.state_dict()[name]), name
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("model_type", ["xpool", "cret"])
 def test_finetune_trains_and_evaluates_the_baselines_from_scratch(tmp_path, bench, model_type):
     model_config = {key: value for key, value in TINY_MODEL.items() if key != "fusion_layer"}  # a T2V2T field
@@ -115,6 +124,7 @@ def test_finetune_trains_and_evaluates_the_baselines_from_scratch(tmp_path, benc
     assert not any(key.startswith("test_reranked_") for key in test_metrics)
 
 
+@pytest.mark.slow
 def test_finetune_xpool_from_a_clip_checkpoint(tmp_path, bench):
     from test_xpool import save_tiny_clip
 
@@ -127,6 +137,7 @@ def test_finetune_xpool_from_a_clip_checkpoint(tmp_path, bench):
     check_baseline_run(trainer, tmp_path / "run", "XPoolModel")
 
 
+@pytest.mark.slow
 def test_pretraining_mixes_image_and_video_batches(tmp_path, bench):
     images = tmp_path / "cc3m" / "00000"
     images.mkdir(parents=True)
@@ -160,6 +171,7 @@ ACCELERATE = [sys.executable, "-m", "accelerate.commands.launch", "--multi_gpu",
               "--num_machines", "1", "--mixed_precision", "no", "--dynamo_backend", "no"]
 
 
+@pytest.mark.slow
 def test_two_processes_match_one_process(tmp_path, bench):
     """The same global batch of 8 pairs: 1 process x 8 vs 2 processes x 4 (gloo). VTC gathers negatives across
     processes, so the logged loss (not doubled) and the weights after one SGD step are the same."""
@@ -179,6 +191,7 @@ def test_two_processes_match_one_process(tmp_path, bench):
         np.testing.assert_allclose(two["weights"][name], weights, atol=1e-5, err_msg=name)
 
 
+@pytest.mark.slow
 def test_resume_after_sigkill(tmp_path, bench):
     config = run_config(tmp_path, bench, max_steps=40, save_steps=5, save_strategy="steps", eval_strategy="no",
                         load_best_model_at_end=False, test_data=None, per_device_train_batch_size=2,

@@ -345,6 +345,7 @@ def run_in_fresh_process(tmp_path, folders, captions, videos) -> dict:
     return torch.load(tmp_path / "out.pt")
 
 
+@pytest.mark.slow
 def test_hub_folders_load_as_custom_code_in_a_fresh_process(tmp_path, clip_folder):
     towers = tiny_xpool(seed=4)
     towers_processor = tiny_processor(tmp_path / "tok", towers.config)

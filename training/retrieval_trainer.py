@@ -61,6 +61,7 @@ class RetrievalTrainer(Trainer):
         selected = result.metrics.get("reranked", result.metrics["embedding"])
         metrics[f"{metric_key_prefix}_mean_recall"] = selected["mean_recall"]
         metrics[f"{metric_key_prefix}_num_pairs_scored"] = result.num_pairs_scored
+        metrics[f"{metric_key_prefix}_num_videos"] = num_videos  # which gallery was scored (checked in tests)
         return metrics
 
     def evaluate(self, eval_dataset=None, ignore_keys=None, metric_key_prefix: str = "eval") -> dict[str, float]:
