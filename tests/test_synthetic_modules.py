@@ -2,7 +2,6 @@
 the scene vocabulary, and the claims that scene sampling compares are one-to-one with the canonical caption."""
 
 import ast
-import itertools
 from pathlib import Path
 
 from processing.synthetic import benchmark as bench

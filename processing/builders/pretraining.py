@@ -18,7 +18,8 @@ layouts of downloaded data are read:
 1. the **img2dataset** folder layout (rom1504/img2dataset, `--output_format files`, the downloader VindLU's
    DATA.md recommends): `<video_root>/<shard>/<key>.jpg` with the caption in `<key>.txt` beside it (plus
    `<key>.json` and per-shard `.parquet` files, ignored), e.g. `00000/000000012.jpg` + `00000/000000012.txt`.
-   Pass `annotation_file=None` and the folder as `video_root`; `video_id` is the key. (img2dataset's webdataset `.tar` output is not read.)
+   Pass `annotation_file=None` and the folder as `video_root`; `video_id` is the key. (img2dataset's webdataset
+   `.tar` output is not read.)
 2. a **caption/path table**: a TSV (or CSV, by extension) whose rows are `caption<TAB>relative image path`, the
    column order of the Conceptual Captions TSV with the URL replaced by the downloaded file, without a header;
    or with a header naming `caption_column` and `image_column` in any order. `video_id` is the image path.
