@@ -12,7 +12,7 @@ keyed by video id,
      ...}
 
 - `timestamps` are seconds, one `[start, end]` per sentence. They must be numbers with `0 <= start <= end` and
-  `start <= duration`; an end past `duration` (a few in the release, by fractions of a second) is clipped to it and
+  `start <= duration`; an end past `duration` (the release has a few) is clipped to it and
   the clipped count logged;
 - sentences often start with a space: they are stripped.
 - `val_1` and `val_2` annotate the same videos by different annotators; retrieval papers (CLIP4Clip, VindLU)

@@ -171,8 +171,8 @@ def time_span_within(span: tuple[float, float], duration: float | None, source: 
                      key: str = "timestamps") -> tuple[tuple[float, float], bool]:
     """
     A `[start, end]` moment checked against the video: `0 <= start <= end` and, when `duration` is known,
-    `start <= duration`. An end past the duration is clipped to it (ActivityNet Captions has a few, by fractions of
-    a second). Returns the span and whether it was clipped.
+    `start <= duration`. An end past the duration is clipped to it (ActivityNet Captions has a few ends past the
+    duration it states). Returns the span and whether it was clipped.
     """
     start, end = span
     if not (math.isfinite(start) and math.isfinite(end)):
