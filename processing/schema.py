@@ -17,6 +17,8 @@ from dataclasses import dataclass, field
 
 import datasets
 
+from .text_cleaning import clean_caption
+
 logger = logging.getLogger(__name__)
 
 FEATURES = datasets.Features(
@@ -34,6 +36,14 @@ MEDIA_TYPES = ("video", "image")
 
 class AnnotationError(ValueError):
     """A bad annotation entry or video reference; the message names the file and the problem."""
+
+
+class EmptySplitError(AnnotationError):
+    """A builder found no usable row for its split; `report` holds what was skipped on the way."""
+
+    def __init__(self, message: str, report: "SkipReport"):
+        super().__init__(message)
+        self.report = report
 
 
 @dataclass
@@ -71,6 +81,9 @@ def check_record(record: dict, source: str, check_files: bool = True) -> None:
     for index, caption in enumerate(record["captions"]):
         if not isinstance(caption, str) or not caption.strip():
             raise AnnotationError(f"{source}: video {record['video_id']!r} has an empty caption (caption {index}).")
+        if not clean_caption(caption):
+            raise AnnotationError(f"{source}: video {record['video_id']!r} has an empty caption after cleaning "
+                                  f"(caption {index}: {caption!r:.60}).")
     if record["media_type"] not in MEDIA_TYPES:
         raise AnnotationError(f"{source}: media_type {record['media_type']!r} is not one of {MEDIA_TYPES}.")
     if check_files and not os.path.isfile(record["video"]):

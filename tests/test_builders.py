@@ -23,7 +23,7 @@ from processing.builders import (
     build_vindlu_json,
     build_webvid,
 )
-from processing.schema import FEATURES, AnnotationError
+from processing.schema import FEATURES, AnnotationError, EmptySplitError
 
 FIXTURES = Path(__file__).parent / "fixtures" / "annotations"
 IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png"}
@@ -472,8 +472,10 @@ def test_malformed_entries(tmp_path, builder, data, message):
     path = _write_json(tmp_path / "x.json", data)
     with pytest.raises(AnnotationError, match=message):
         builder(path, tmp_path, check_files=False)
-    dataset, report = builder(path, tmp_path, check_files=False, skip_bad=True)
-    assert len(dataset) == 0 and len(report) == 1
+    # Every entry skipped: no rows, which is an error of its own (carrying the skip report).
+    with pytest.raises(EmptySplitError, match="has no rows") as error:
+        builder(path, tmp_path, check_files=False, skip_bad=True)
+    assert len(error.value.report) == 1
 
 
 @pytest.mark.parametrize(

@@ -11,17 +11,10 @@ import numpy as np
 import pytest
 
 from processing.synthetic import benchmark as bench
-from processing.synthetic.render import read_mp4, render_frames
-from processing.synthetic.scenes import (
-    ACTION_PHRASES,
-    COLOURS,
-    COLOUR_WORDS,
-    SHAPE_WORDS,
-    SIZE_RADIUS,
-    SIZE_WORDS,
-    mentioned_events,
-    object_states,
-)
+from processing.synthetic.captions import ACTION_PHRASES, COLOUR_WORDS, SHAPE_WORDS, SIZE_WORDS
+from processing.synthetic.render import render_frames
+from processing.synthetic.scenes import COLOURS, SIZE_RADIUS, object_states
+from synthetic_helpers import mentioned_events, read_mp4
 
 NUM_TRAIN = 16  # val 2, test 4 by default
 ANNOTATION_FILES = [f"annotations/{split}{suffix}.json" for split in bench.SPLITS for suffix in ("", "_paragraph")]

@@ -146,7 +146,7 @@ def test_pretraining_mixes_image_and_video_batches(tmp_path, bench):
         (images / f"00000{index:04d}.txt").write_text(f"a {name} square")
     config = run_config(tmp_path, bench, test_data=None, num_train_epochs=1, per_device_train_batch_size=4,
                         eval_strategy="no", save_strategy="no", load_best_model_at_end=False)
-    config["train_data"].append({"builder": "cc3m", "image_root": str(tmp_path / "cc3m")})
+    config["train_data"].append({"builder": "cc3m", "video_root": str(tmp_path / "cc3m")})
     trainer, _ = finetune.main([write_config(tmp_path / "config.json", config)], pretraining=True)
     assert type(trainer.model).__name__ == "T2V2TForPreTraining"
     assert isinstance(trainer.train_batch_sampler, MediaTypeBatchSampler)

@@ -4,7 +4,7 @@ how to decode them), parsed with `transformers.TrainingArguments` by `HfArgument
 import json
 from dataclasses import dataclass, field
 
-from processing.builders import BUILDERS
+from processing.builders import BUILDERS, check_arguments
 
 
 def parse_json_argument(value, name: str, expected: tuple = (dict,)):
@@ -78,15 +78,27 @@ def _check_spec(spec, name: str) -> dict:
     if not isinstance(spec, dict) or spec.get("builder") not in BUILDERS:
         raise ValueError(f"--{name}: each dataset is a JSON object with a 'builder' among {sorted(BUILDERS)}, "
                          f"got {spec!r}.")
+    try:  # the builder's arguments, checked now rather than after the model is built
+        check_arguments(spec["builder"], {key: value for key, value in spec.items() if key != "builder"})
+    except ValueError as error:
+        raise ValueError(f"--{name}: {error}") from error
     return spec
 
 
 @dataclass
 class DataArguments:
-    train_data: str = field(default='[{"builder": "synthetic", "split": "train"}]', metadata={
-        "help": "JSON list of training datasets, each {\"builder\": name, ...builder arguments}."})
-    validation_data: str | None = field(default='{"builder": "synthetic", "split": "val"}', metadata={
-        "help": "JSON dataset for validation (checkpoint selection); null for none."})
+    """
+    Which datasets a training run uses, each a JSON object `{"builder": name, ...builder arguments}`
+    (`processing.builders`), and how clips are decoded. Nothing defaults to a dataset: `train_data` must be given
+    (`{"builder": "synthetic", "split": "train"}` is the built-in benchmark), and without `validation_data` there
+    is no validation (logged), so checkpoints are never selected on data the user did not name.
+    """
+
+    train_data: str | None = field(default=None, metadata={
+        "help": "JSON list of training datasets, each {\"builder\": name, ...builder arguments}; required, e.g. "
+                "'[{\"builder\": \"synthetic\", \"split\": \"train\"}]' for the built-in benchmark."})
+    validation_data: str | None = field(default=None, metadata={
+        "help": "JSON dataset for validation (checkpoint selection); none by default (no validation)."})
     test_data: str | None = field(default=None, metadata={
         "help": "JSON dataset evaluated once after training (reported, never used for selection)."})
     eval_num_frames: int | None = field(default=None, metadata={"help": "Frames per clip at evaluation."})
@@ -99,8 +111,14 @@ class DataArguments:
     k_test: int = field(default=128, metadata={"help": "Candidates reranked per query at evaluation; 0 = none."})
 
     def __post_init__(self):
+        if self.train_data is None:
+            raise ValueError('DataArguments.train_data is not set: give --train_data (or "train_data" in the JSON '
+                             'config) as a list of datasets, e.g. [{"builder": "synthetic", "split": "train"}] for '
+                             "the built-in synthetic benchmark.")
         train = parse_json_argument(self.train_data, "train_data", (dict, list))
         self.train_data = [_check_spec(spec, "train_data") for spec in (train if isinstance(train, list) else [train])]
+        if not self.train_data:
+            raise ValueError("DataArguments.train_data is an empty list: name at least one training dataset.")
         self.validation_data = parse_json_argument(self.validation_data, "validation_data")
         self.test_data = parse_json_argument(self.test_data, "test_data")
         for name in ("validation_data", "test_data"):

@@ -7,6 +7,7 @@ video and image corpora); validation and test take one each.
 """
 
 import functools
+import logging
 
 import datasets
 
@@ -14,6 +15,8 @@ from processing.batching import MediaTypeBatchSampler, VideoTextCollator, captio
 from processing.builders import build
 
 from .arguments import DataArguments
+
+logger = logging.getLogger(__name__)
 
 
 def build_split(spec: dict | None) -> datasets.Dataset | None:
@@ -28,6 +31,9 @@ def build_training_data(args: DataArguments) -> tuple[datasets.Dataset, datasets
     pairing, so `video_index` stays unique across them."""
     corpora = [build_split(spec) for spec in args.train_data]
     train = corpora[0] if len(corpora) == 1 else datasets.concatenate_datasets(corpora)
+    if args.validation_data is None:
+        logger.warning("No validation_data: training runs without validation, so no checkpoint is selected by "
+                       "validation retrieval. Set validation_data to a dataset to enable it.")
     return caption_pairs(train), build_split(args.validation_data), build_split(args.test_data)
 
 

@@ -33,11 +33,13 @@ from ..schema import AnnotationError, SkipReport
 from .common import (
     VIDEO_EXTENSIONS,
     VideoGroups,
+    annotation_path,
     caption_list,
     entry_source,
     finish,
     load_json,
     require,
+    require_video_root,
     skipping,
 )
 
@@ -45,13 +47,15 @@ SEGMENT_SECONDS = 5.0
 
 
 def build_didemo(
-    annotation_file: str | os.PathLike,
-    video_root: str | os.PathLike,
+    annotation_file: str | os.PathLike | None = None,
+    video_root: str | os.PathLike | None = None,
     split: str | None = None,
+    annotation_dir: str | os.PathLike | None = None,
     paragraph: bool = True,
     video_extension: str | None = None,
     skip_bad: bool = False,
     check_files: bool = True,
+    allow_outside_root: bool = False,
 ):
     """
     Rows for one DiDeMo annotation file, one per video; `video_id` is the video name in the JSON.
@@ -59,20 +63,25 @@ def build_didemo(
 
     Args:
         annotation_file: `train_data.json`, `val_data.json` or `test_data.json`.
-        video_root: folder holding the videos.
+        video_root: folder holding the videos (required).
         split: value of the `split` column; by default taken from the file name (`val_data.json` -> `"val"`).
+        annotation_dir: instead of `annotation_file`, the folder holding `<split>_data.json` (`split` is then
+            required: `"train"`, `"val"` or `"test"`).
         paragraph: join each video's descriptions into one caption (paragraph retrieval, the standard protocol).
         video_extension: extension of re-encoded videos (e.g. `".mp4"`); by default several names are tried.
         skip_bad: count and log bad entries and missing videos instead of raising `AnnotationError`.
         check_files: check that every video file exists.
+        allow_outside_root: accept video names that lead outside `video_root`.
     """
-    split = split or os.path.basename(os.fspath(annotation_file)).split("_data")[0].split(".")[0]
+    video_root = require_video_root(build_didemo, video_root)
+    annotation_file = annotation_path(build_didemo, annotation_file, annotation_dir, split, "{split}_data.json")
+    split = split or os.path.basename(annotation_file).split("_data")[0].split(".")[0]
     data = load_json(annotation_file)
     if not isinstance(data, list):
         raise AnnotationError(
             f"{os.fspath(annotation_file)}: expected a list of DiDeMo descriptions, got {type(data).__name__}."
         )
-    report, groups = SkipReport(), VideoGroups()
+    report, groups = SkipReport(), VideoGroups(video_root, allow_outside_root)
     for index, entry in enumerate(data):
         detail = isinstance(entry, dict) and "annotation_id" in entry and f"annotation_id {entry['annotation_id']}"
         source = entry_source(annotation_file, index, detail=detail)
@@ -83,7 +92,8 @@ def build_didemo(
             description = caption_list(require(entry, "description", str, source), source, "description")
             moment = _consensus_moment(require(entry, "times", list, source), source)
             groups.add(name, _candidates(video_root, name, video_extension), description, source, [moment])
-    return finish(groups, split, report, skip_bad, check_files, paragraph=paragraph)
+    return finish(groups, split, report, skip_bad, check_files, paragraph=paragraph,
+                  builder=build_didemo, annotation=annotation_file)
 
 
 def _consensus_moment(times: list, source: str) -> tuple[float, float]:

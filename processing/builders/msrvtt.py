@@ -31,6 +31,7 @@ from ..schema import AnnotationError, SkipReport
 from .common import (
     VIDEO_EXTENSIONS,
     VideoGroups,
+    argument_error,
     caption_list,
     entry_source,
     finish,
@@ -61,6 +62,7 @@ def build_msrvtt(
     video_extension: str | None = None,
     skip_bad: bool = False,
     check_files: bool = True,
+    allow_outside_root: bool = False,
 ):
     """
     Rows for one MSR-VTT split, one per video with all its captions; `video_id` is MSR-VTT's (`"video7020"`).
@@ -78,6 +80,7 @@ def build_msrvtt(
         video_extension: the videos' extension (e.g. `".mp4"`); by default `.mp4` first, then other common ones.
         skip_bad: count and log bad entries and missing videos instead of raising `AnnotationError`.
         check_files: check that every video file exists.
+        allow_outside_root: accept video ids that lead outside `video_root`.
 
     Example:
 
@@ -87,13 +90,13 @@ def build_msrvtt(
     ```
     """
     if split not in SPLITS:
-        raise ValueError(f"Unknown MSR-VTT split {split!r}; choose one of {SPLITS}.")
+        raise argument_error(build_msrvtt, f"unknown MSR-VTT split {split!r}; choose one of {SPLITS}")
     extensions = (video_extension,) if video_extension else VIDEO_EXTENSIONS
 
     def candidates(video_id: str) -> list[str]:
         return [os.path.join(video_root, video_id + extension) for extension in extensions]
 
-    report, groups = SkipReport(), VideoGroups()
+    report, groups = SkipReport(), VideoGroups(video_root, allow_outside_root)
     if split == "test_1k_a":
         test_csv = _path(test_csv, annotation_dir, TEST_1K_A, "test_csv", split)
         for line, row in read_csv_rows(test_csv, ("key", "video_id", "sentence")):
@@ -102,13 +105,14 @@ def build_msrvtt(
                 video_id = _video_id(row.get("video_id"), source)
                 captions = caption_list(row.get("sentence"), source, "sentence")
                 groups.add(video_id, candidates(video_id), captions, source)
-        return finish(groups, split, report, skip_bad, check_files)
+        return finish(groups, split, report, skip_bad, check_files, builder=build_msrvtt, annotation=test_csv)
 
     if split in CSV_SPLITS:
         data_json = _path(data_json, annotation_dir, DATA_JSON, "data_json", split)
         train_csv = _path(train_csv, annotation_dir, CSV_SPLITS[split], "train_csv", split)
         sentences = _sentences_by_video(data_json, report, skip_bad)
         videos = ((row, entry_source(train_csv, line, "line")) for line, row in read_csv_rows(train_csv, ("video_id",)))
+        annotation = f"{train_csv} and {data_json}"
     else:
         data_json = _official_data_json(data_json, annotation_dir, split)
         sentences = _sentences_by_video(data_json, report, skip_bad)
@@ -116,10 +120,13 @@ def build_msrvtt(
             (entry, entry_source(data_json, index, "video"))
             for index, entry in enumerate(_load_list(data_json, "videos"))
         )
+        annotation = data_json
 
+    other_split = 0
     for entry, source in videos:
         with skipping(report, skip_bad, source):
             if split in OFFICIAL_SPLITS and require(entry, "split", str, source) != split:
+                other_split += 1
                 continue
             video_id = _video_id(require(entry, "video_id", None, source), source)
             if video_id in groups:
@@ -133,14 +140,15 @@ def build_msrvtt(
                     captions += caption_list(require(sentence, "caption", None, sentence_source), sentence_source)
             if captions:
                 groups.add(video_id, candidates(video_id), captions, source)
-    return finish(groups, split, report, skip_bad, check_files)
+    return finish(groups, split, report, skip_bad, check_files, builder=build_msrvtt, annotation=annotation,
+                  filtered={f"their 'split' is not {split!r}": other_split})
 
 
 def _path(given, annotation_dir, default_name: str, argument: str, split: str) -> str:
     if given is not None:
         return os.fspath(given)
     if annotation_dir is None:
-        raise ValueError(f"MSR-VTT split {split!r} needs `{argument}` ({default_name}) or `annotation_dir`.")
+        raise argument_error(build_msrvtt, f"split {split!r} needs `{argument}` ({default_name}) or `annotation_dir`")
     return os.path.join(annotation_dir, default_name)
 
 

@@ -16,9 +16,10 @@ released `Train_GCC-training.tsv` is `caption<TAB>url` with no header: images mu
 layouts of downloaded data are read:
 
 1. the **img2dataset** folder layout (rom1504/img2dataset, `--output_format files`, the downloader VindLU's
-   DATA.md recommends): `<image_root>/<shard>/<key>.jpg` with the caption in `<key>.txt` beside it (plus
+   DATA.md recommends): `<video_root>/<shard>/<key>.jpg` with the caption in `<key>.txt` beside it (plus
    `<key>.json` and per-shard `.parquet` files, ignored), e.g. `00000/000000012.jpg` + `00000/000000012.txt`.
-   Pass `annotation_file=None`; `video_id` is the key. (img2dataset's webdataset `.tar` output is not read.)
+   Pass `annotation_file=None` and the folder as `video_root`; `video_id` is the key. (img2dataset's webdataset
+   `.tar` output is not read.)
 2. a **caption/path table**: a TSV (or CSV, by extension) whose rows are `caption<TAB>relative image path`, the
    column order of the Conceptual Captions TSV with the URL replaced by the downloaded file, without a header;
    or with a header naming `caption_column` and `image_column` in any order. `video_id` is the image path.
@@ -33,12 +34,13 @@ from .common import IMAGE_EXTENSIONS, VideoGroups, caption_list, entry_source, f
 
 
 def build_webvid(
-    csv_file: str | os.PathLike,
+    annotation_file: str | os.PathLike,
     video_root: str | os.PathLike,
     split: str = "train",
     video_extension: str = ".mp4",
     skip_bad: bool = False,
     check_files: bool = True,
+    allow_outside_root: bool = False,
 ):
     """
     Rows for a WebVid results CSV, one per video. Returns `(datasets.Dataset, SkipReport)`.
@@ -46,16 +48,18 @@ def build_webvid(
     With millions of rows, `skip_bad=True` is the usual setting: part of WebVid is always missing from a download.
 
     Args:
-        csv_file: `results_2M_train.csv`, `results_10M_train.csv`, ... (columns `videoid`, `name`, and `page_dir`).
+        annotation_file: the results CSV, `results_2M_train.csv`, `results_10M_train.csv`, ... (columns `videoid`,
+            `name`, and `page_dir`).
         video_root: folder holding `<page_dir>/<videoid>.mp4` (or `<videoid>.mp4`).
         split: value of the `split` column.
         video_extension: the videos' extension.
         skip_bad: count and log bad rows and missing videos instead of raising `AnnotationError`.
         check_files: check that every video file exists.
+        allow_outside_root: accept `page_dir` / `videoid` values that lead outside `video_root`.
     """
-    report, groups = SkipReport(), VideoGroups()
-    for line, row in read_csv_rows(csv_file, ("videoid", "name"), delimiter=","):
-        source = entry_source(csv_file, line, "line", f"videoid {row.get('videoid')}")
+    report, groups = SkipReport(), VideoGroups(video_root, allow_outside_root)
+    for line, row in read_csv_rows(annotation_file, ("videoid", "name"), delimiter=","):
+        source = entry_source(annotation_file, line, "line", f"videoid {row.get('videoid')}")
         with skipping(report, skip_bad, source):
             video_id = (row.get("videoid") or "").strip()
             if not video_id:
@@ -65,29 +69,32 @@ def build_webvid(
             if page_dir:
                 candidates.insert(0, os.path.join(video_root, page_dir, video_id + video_extension))
             groups.add(video_id, candidates, caption_list(row.get("name"), source, "name"), source)
-    return finish(groups, split, report, skip_bad, check_files)
+    return finish(groups, split, report, skip_bad, check_files, builder=build_webvid, annotation=annotation_file)
 
 
 def build_cc3m(
-    image_root: str | os.PathLike,
+    video_root: str | os.PathLike,
     annotation_file: str | os.PathLike | None = None,
     split: str = "train",
     caption_column: str = "caption",
     image_column: str = "image",
     skip_bad: bool = False,
     check_files: bool = True,
+    allow_outside_root: bool = False,
 ):
     """
     Rows (`media_type="image"`) for downloaded CC3M-style image-caption data, one per image.
     Returns `(datasets.Dataset, SkipReport)`.
 
     Args:
-        image_root: the img2dataset output folder, or the folder the table's image paths are relative to.
+        video_root: the img2dataset output folder, or the folder the table's image paths are relative to (the media
+            root; named as in the other builders although it holds images).
         annotation_file: `None` for the img2dataset layout, else a caption/path TSV or CSV (see the module docstring).
         split: value of the `split` column.
         caption_column, image_column: header names of the table's columns, when it has a header.
         skip_bad: count and log bad rows and missing images instead of raising `AnnotationError`.
         check_files: check that every image file exists.
+        allow_outside_root: accept table image paths that lead outside `video_root`.
 
     Example:
 
@@ -96,12 +103,13 @@ def build_cc3m(
     dataset, skipped = build_cc3m("cc3m")
     ```
     """
-    report, groups = SkipReport(), VideoGroups()
+    report, groups = SkipReport(), VideoGroups(video_root, allow_outside_root)
     if annotation_file is None:
-        _read_img2dataset(image_root, groups, report, skip_bad)
+        _read_img2dataset(video_root, groups, report, skip_bad)
     else:
-        _read_caption_table(annotation_file, image_root, caption_column, image_column, groups, report, skip_bad)
-    return finish(groups, split, report, skip_bad, check_files, media_type="image")
+        _read_caption_table(annotation_file, video_root, caption_column, image_column, groups, report, skip_bad)
+    return finish(groups, split, report, skip_bad, check_files, media_type="image", builder=build_cc3m,
+                  annotation=video_root if annotation_file is None else annotation_file)
 
 
 def _read_img2dataset(image_root, groups: VideoGroups, report: SkipReport, skip_bad: bool) -> None:

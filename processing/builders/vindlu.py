@@ -43,6 +43,7 @@ def build_vindlu_json(
     media_type: str = "video",
     skip_bad: bool = False,
     check_files: bool = True,
+    allow_outside_root: bool = False,
 ):
     """
     Rows for a VindLU/Singularity annotation file, media paths joined to `video_root`; `video_id` is the relative
@@ -56,6 +57,7 @@ def build_vindlu_json(
         media_type: `"video"`, or `"image"` for image-caption files (COCO, CC3M, ...), read as 1-frame videos.
         skip_bad: count and log bad entries and missing files instead of raising `AnnotationError`.
         check_files: check that every media file exists.
+        allow_outside_root: accept media paths that lead outside `video_root` (absolute or `../` paths).
     """
     if media_type not in MEDIA_TYPES:
         raise ValueError(f"media_type must be one of {MEDIA_TYPES}, got {media_type!r}.")
@@ -67,7 +69,7 @@ def build_vindlu_json(
         )
     # The key naming the media file: VindLU's loader reads "video" for videos, Singularity writes "image" for both.
     keys = ("video", "image") if media_type == "video" else ("image", "video")
-    report, groups = SkipReport(), VideoGroups()
+    report, groups = SkipReport(), VideoGroups(video_root, allow_outside_root)
     for index, entry in enumerate(data):
         source = entry_source(annotation_file, index)
         with skipping(report, skip_bad, source):
@@ -81,7 +83,8 @@ def build_vindlu_json(
                 raise AnnotationError(f"{source}: {key!r} is an empty path.")
             captions = caption_list(require(entry, "caption", None, source), source)
             groups.add(relative, [os.path.join(video_root, relative)], captions, source)
-    return finish(groups, split, report, skip_bad, check_files, media_type=media_type, paragraph=paragraph)
+    return finish(groups, split, report, skip_bad, check_files, media_type=media_type, paragraph=paragraph,
+                  builder=build_vindlu_json, annotation=annotation_file)
 
 
 __all__ = ["build_vindlu_json"]

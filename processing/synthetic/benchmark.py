@@ -48,8 +48,9 @@ from dataclasses import asdict, dataclass
 import numpy as np
 from tqdm.auto import tqdm
 
+from .captions import describe
 from .render import render_video
-from .scenes import DescriptionIndex, describe, event_claims, sample_family
+from .scenes import DescriptionIndex, event_claims, sample_family
 
 logger = logging.getLogger(__name__)
 

@@ -239,15 +239,8 @@ def render_video(task: dict) -> str:
     return task["path"]
 
 
-def read_mp4(path: str) -> np.ndarray:
-    """Decodes every frame of a video file to a uint8 array (T, H, W, 3) (for tests and previews)."""
-    with av.open(path) as container:
-        return np.stack([frame.to_ndarray(format="rgb24", threads=1) for frame in container.decode(video=0)])
-
-
 __all__ = [
     "background_canvas",
-    "read_mp4",
     "render_frames",
     "render_video",
     "rgb_to_yuv420p",
