@@ -157,7 +157,7 @@ def _bad_upload(kind: str, folder: Path) -> tuple[Path, str]:
         path.write_bytes(b"\0" * (LIMITS.max_bytes + 1))
         return path, "the limit is 0.2 MB"
     if kind == "too_long":  # 40 frames at 10 fps = 4 s > 3 s
-        return write_grey_video(folder / "long.mp4", num_frames=40, step=5), "4.0 s long; the limit is 3 s"
+        return write_grey_video(folder / "long.mp4", num_frames=40, step=5), "long (measured from its timestamps); the limit is 3 s"
     raise AssertionError(kind)
 
 
@@ -178,7 +178,7 @@ def test_missing_upload_is_refused(engine):
 def test_good_upload_is_indexed_for_its_session_and_found(engine, good_video):
     record, added = engine.add_upload(good_video, CHECKPOINT, filename=good_video.name, video_id="my grey clip")
     assert added and record.source == "upload" and record.video_id == "upload:my_grey_clip"
-    assert Path(record.path).parent == engine.upload_dir and Path(record.path).read_bytes() == good_video.read_bytes()
+    assert Path(record.path).parent == engine.session_dir("local") and Path(record.path).read_bytes() == good_video.read_bytes()
     total = len(engine.gallery) + 1
     result = engine.search("a white square", CHECKPOINT, k=total, rank_by="embedding", uploads=[record])
     assert result.num_searched == total
