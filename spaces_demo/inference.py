@@ -182,8 +182,15 @@ class PatchAttention:
         return [tuple(int(i) for i in np.unravel_index(flat, self.intake.shape)) for flat in order]
 
     def top_words(self, frame: int, row: int, column: int, count: int = 3) -> list[tuple[str, float]]:
-        shares = self.word_share[frame, row, column]
-        return [(self.words[i], float(shares[i])) for i in np.argsort(-shares, kind="stable")[:count]]
+        """The `count` words this patch attended to most, with their shares (a word said twice adds up)."""
+        totals: dict[str, float] = {}
+        for word, share in zip(self.words, self.word_share[frame, row, column].tolist()):
+            totals[word] = totals.get(word, 0.0) + share
+        return sorted(totals.items(), key=lambda item: -item[1])[:count]
+
+    def special_share(self, frame: int, row: int, column: int) -> float:
+        """What the patch took in from the special tokens ([CLS], [SEP]): `intake` minus its word shares."""
+        return float(self.intake[frame, row, column] - self.word_share[frame, row, column].sum())
 
 
 @dataclass
@@ -317,7 +324,7 @@ def measure_video(path: str, limits: UploadLimits, filename: str) -> dict:
                                     f"{limits.min_side}..{limits.max_side} px per side.")
     if count * width * height > limits.max_decode_pixels:
         raise UploadError(filename, f"decoding {count} frames of {width}x{height} is more work than this demo "
-                                    f"allows per upload ({limits.max_decode_pixels / 1e6:.0f} Mpx); upload a "
+                                    f"allows per upload ({limits.max_decode_pixels / 1e6:g} Mpx); upload a "
                                     "shorter or smaller video.")
     return {"frames": count, "duration": duration, "fps": fps, "width": width, "height": height, "codec": codec}
 
@@ -343,7 +350,7 @@ def decode_upload(path: str, video_processor, limits: UploadLimits, filename: st
             for number, frame in enumerate(container.decode(stream)):
                 spent += frame.width * frame.height
                 if spent > limits.max_decode_pixels or max(frame.width, frame.height) > limits.max_side:
-                    raise UploadError(filename, f"decoding it exceeds the {limits.max_decode_pixels / 1e6:.0f} Mpx "
+                    raise UploadError(filename, f"decoding it exceeds the {limits.max_decode_pixels / 1e6:g} Mpx "
                                                 "this demo allows per upload (its frames are larger or more "
                                                 "numerous than its header and packets say).")
                 if number in wanted:
@@ -413,9 +420,9 @@ def attention_overlay(attention: PatchAttention, highlight: int = 6, min_width: 
         left = frame_index * (width * scale + gap) + column * patch_w
         upper = header + row * patch_h
         draw.rectangle([left, upper, left + patch_w - 1, upper + patch_h - 1], outline=(255, 255, 0), width=2)
-        words = attention.top_words(frame_index, row, column, 1)
+        words = attention.top_words(frame_index, row, column, 2)
         if words:
-            text = words[0][0]
+            text = " ".join(word for word, _ in words)
             box = draw.textbbox((left + 3, upper + 3), text, font=small)
             draw.rectangle([box[0] - 2, box[1] - 1, box[2] + 2, box[3] + 1], fill=(0, 0, 0))
             draw.text((left + 3, upper + 3), text, fill=(255, 255, 0), font=small)
