@@ -87,15 +87,21 @@ class BypassCrossAttention(nn.Module):
             self.null_value = nn.Parameter(torch.zeros(num_heads, self.head_dim))
 
     def forward(
-        self, queries: torch.Tensor, context: torch.Tensor, context_mask: torch.Tensor | None = None
-    ) -> tuple[torch.Tensor, torch.Tensor | None]:
+        self,
+        queries: torch.Tensor,
+        context: torch.Tensor,
+        context_mask: torch.Tensor | None = None,
+        output_attentions: bool = False,
+    ) -> tuple[torch.Tensor, ...]:
         """
         Args:
             queries: (B, Q, Dq) normalised video tokens. context: (B, N, Dc) text states.
             context_mask: (B, N) 1 for real words, 0 for padding.
+            output_attentions: also return each query's attention over the words (for visualisation).
         Returns:
             update (B, Q, Dq) to add to the video tokens, and the bypass probability per head (B, H, Q)
-            (`None` without bypass).
+            (`None` without bypass); with `output_attentions`, a third item: the probability each query gives
+            each word (B, H, Q, N), before dropout (with the bypass, words plus bypass sum to 1).
         """
         q = split_heads(self.q_proj(queries), self.num_heads)  # (B, H, Q, d)
         k = split_heads(self.k_proj(context), self.num_heads)  # (B, H, N, d)
@@ -105,8 +111,9 @@ class BypassCrossAttention(nn.Module):
             logits = logits + padding_mask_to_bias(context_mask, logits.dtype)
 
         if self.bypass is None:
-            probs = self.dropout(logits.softmax(dim=-1))
-            return self.o_proj(merge_heads(torch.matmul(probs, v))), None
+            word_probs = logits.softmax(dim=-1)
+            update = self.o_proj(merge_heads(torch.matmul(self.dropout(word_probs), v)))
+            return (update, None, word_probs) if output_attentions else (update, None)
 
         if self.bypass == "self":
             bypass_key = split_heads(self.bypass_k_proj(queries), self.num_heads)  # one key per query
@@ -114,12 +121,13 @@ class BypassCrossAttention(nn.Module):
         else:
             bypass_logit = torch.einsum("bhqd,hd->bhq", q, self.null_key)[..., None] * self.scale
         probs = torch.cat([bypass_logit, logits], dim=-1).softmax(dim=-1)
-        bypass_prob = probs[..., 0]
+        bypass_prob, word_probs = probs[..., 0], probs[..., 1:]
         probs = self.dropout(probs)
         message = torch.matmul(probs[..., 1:], v)  # (B, H, Q, d); the "self" slot adds nothing (zero update)
         if self.bypass == "null":
             message = message + probs[..., :1] * self.null_value[None, :, None, :]
-        return self.o_proj(merge_heads(message)), bypass_prob
+        update = self.o_proj(merge_heads(message))
+        return (update, bypass_prob, word_probs) if output_attentions else (update, bypass_prob)
 
 
 __all__ = ["DropPath", "BypassCrossAttention", "attend", "padding_mask_to_bias", "split_heads", "merge_heads"]

@@ -138,9 +138,9 @@ class T2VFusionLayer(GradientCheckpointingLayer):
         self.layer_scale = nn.Parameter(torch.full((vision.hidden_size,), float(config.t2v_layer_scale_init_value)))
         self.drop_path = DropPath(vision.drop_path_rate)
 
-    def forward(self, video_tokens, text_states, text_mask):
-        update, bypass_prob = self.cross_attention(self.layernorm(video_tokens), text_states, text_mask)
-        return video_tokens + self.drop_path(self.layer_scale * update), bypass_prob
+    def forward(self, video_tokens, text_states, text_mask, output_attentions: bool = False):
+        update, *probs = self.cross_attention(self.layernorm(video_tokens), text_states, text_mask, output_attentions)
+        return video_tokens + self.drop_path(self.layer_scale * update), *probs
 
 
 class MLMPredictionHead(nn.Module):
@@ -381,6 +381,25 @@ class T2V2TModel(T2V2TPreTrainedModel):
             similarity = (text_encoding.text_embeds * video_encoding.video_embeds).sum(-1)
             scores = logits[:, 1] - logits[:, 0] + similarity / self.temperature
         return T2V2TPairScores(scores=scores, vtm_logits=logits, bypass_probs=bypass_probs)
+
+    def text_to_video_attentions(
+        self, text_encoding: T2V2TTextEncoding, video_encoding: T2V2TVideoEncoding
+    ) -> tuple[tuple[torch.Tensor, torch.Tensor | None], ...]:
+        """
+        What each video token took in from the words, for visualisation: per text→video layer of aligned pairs
+        (text i, video i), `(word_probs, bypass_probs)` with `word_probs` (P, heads, T*L, N) the probability each
+        video token (every frame's [CLS] + patches) gives each word and `bypass_probs` (P, heads, T*L) the bypass
+        probability (`None` without bypass; with it, words plus bypass sum to 1). Empty for fusion modes without
+        text→video layers. Runs only the text→video layers, not the text fusion or the scores.
+        """
+        self._require_joint_encoder("text_to_video_attentions()")
+        video_tokens, layers = video_encoding.video_tokens, []
+        for layer in self.t2v_layers or ():
+            video_tokens, bypass_prob, word_probs = layer(
+                video_tokens, text_encoding.text_states, text_encoding.attention_mask, output_attentions=True
+            )
+            layers.append((word_probs, bypass_prob))
+        return tuple(layers)
 
     # ----- training -------------------------------------------------------------------------------------------
     @staticmethod

@@ -157,7 +157,7 @@ def _bad_upload(kind: str, folder: Path) -> tuple[Path, str]:
         path.write_bytes(b"\0" * (LIMITS.max_bytes + 1))
         return path, "the limit is 0.2 MB"
     if kind == "too_long":  # 40 frames at 10 fps = 4 s > 3 s
-        return write_grey_video(folder / "long.mp4", num_frames=40, step=5), "4.0 s long; the limit is 3 s"
+        return write_grey_video(folder / "long.mp4", num_frames=40, step=5), "long (measured from its timestamps); the limit is 3 s"
     raise AssertionError(kind)
 
 
@@ -178,7 +178,7 @@ def test_missing_upload_is_refused(engine):
 def test_good_upload_is_indexed_for_its_session_and_found(engine, good_video):
     record, added = engine.add_upload(good_video, CHECKPOINT, filename=good_video.name, video_id="my grey clip")
     assert added and record.source == "upload" and record.video_id == "upload:my_grey_clip"
-    assert Path(record.path).parent == engine.upload_dir and Path(record.path).read_bytes() == good_video.read_bytes()
+    assert Path(record.path).parent == engine.session_dir("local") and Path(record.path).read_bytes() == good_video.read_bytes()
     total = len(engine.gallery) + 1
     result = engine.search("a white square", CHECKPOINT, k=total, rank_by="embedding", uploads=[record])
     assert result.num_searched == total
@@ -324,7 +324,7 @@ def test_app_search_endpoint_through_gradio_client(server, engine):
     endpoints = client.view_api(return_format="dict", print_info=False)["named_endpoints"]
     assert {"/search", "/add_video", "/switch_checkpoint"} <= set(endpoints)
     query = "We see a large blue box that gets smaller."
-    gallery, table, best_video, frames, cosine, bypass, status = client.predict(
+    gallery, table, best_video, frames, cosine, bypass, status, overlay, words, _ = client.predict(
         query, CHECKPOINT, 4, "rerank", api_name="/search")
     expected = engine.search(query, CHECKPOINT, k=4, rank_by="rerank")
     assert [row[1] for row in table["data"]] == [hit.record.video_id for hit in expected.hits]
@@ -335,6 +335,12 @@ def test_app_search_endpoint_through_gradio_client(server, engine):
     num_frames = engine.checkpoint(CHECKPOINT).config.vision_config.num_frames
     assert len(frames) == len(cosine["value"]["data"]) == len(bypass["value"]["data"]) == num_frames
     assert "ranked by **rerank**" in status
+    # The patch-attention overlay of the best match and its table of highlighted patches and their words.
+    assert overlay["visible"] and Image.open(overlay["value"]).size[0] >= num_frames * 64
+    words = words["value"]
+    assert words["headers"] == app.ATTENTION_HEADERS and len(words["data"]) == app.HIGHLIGHTED_PATCHES
+    query_words = set(inference.clean_query(query).split())
+    assert all({item.split()[0] for item in row[4].split(", ")} <= query_words for row in words["data"])
     info, rank_by, message = client.predict(CHECKPOINT, api_name="/switch_checkpoint")
     assert f"**{CHECKPOINT}**" in info and "loaded" in message
     assert rank_by["value"] == engine.checkpoint(CHECKPOINT).recommended_rank_by
@@ -419,30 +425,65 @@ class _ChromiumPipe:
             os.close(self._read)
 
 
+OVERLAY_STATE = """(() => {
+  const img = document.querySelector('#patch-attention img');
+  const heads = [...document.querySelectorAll('#results-table th')].map(th => th.getBoundingClientRect().height);
+  const caption = document.querySelector('#results-gallery .caption-label, #results-gallery figcaption');
+  return {loaded: !!(img && img.complete && img.naturalWidth > 0), width: img ? img.naturalWidth : 0,
+          src: img ? img.src : '', headerHeights: heads,
+          captionFont: caption ? parseFloat(getComputedStyle(caption).fontSize) : 0,
+          rect: img ? (r => [r.x, r.y + window.scrollY, r.width, r.height])(img.getBoundingClientRect()) : null};
+})()"""
+
+
+@pytest.mark.slow
 def test_browser_screenshot_after_query(server, engine, tmp_path):
     if not CHROMIUM.is_file():
         pytest.skip(f"Chromium is not installed at {CHROMIUM}: run spaces_demo/install_chromium.sh (make test does).")
     query = "A small blue square fades out after a small blue triangular shape spins around."
     expected = [hit.record.video_id for hit in engine.search(query, CHECKPOINT, k=5).hits]
+    shots = Path(os.environ.get("T2V2T_DEMO_SCREENSHOTS", tmp_path))
+    shots.mkdir(parents=True, exist_ok=True)
     browser = _ChromiumPipe(f"{server}?q={query.replace(' ', '+')}", tmp_path / "profile")
     try:
         browser.attach_to_page()
-        deadline, text = time.monotonic() + 45, ""
+        deadline, text, state = time.monotonic() + 60, "", {}
         while time.monotonic() < deadline:  # the page runs the ?q= query as it loads
             text = browser.evaluate("document.body ? document.body.innerText : ''") or ""
-            if all(video_id in text for video_id in expected):
+            state = browser.evaluate(OVERLAY_STATE) or {}
+            if all(video_id in text for video_id in expected) and state.get("loaded"):
                 break
             time.sleep(0.3)
         time.sleep(0.5)  # let images and plots paint
-        png = base64.b64decode(browser.send("Page.captureScreenshot", {"format": "png"})["data"])
+        png = base64.b64decode(browser.send("Page.captureScreenshot", {"format": "png",
+                                                                        "captureBeyondViewport": True})["data"])
+        state = browser.evaluate(OVERLAY_STATE) or {}
+        overlay_png = None
+        if state.get("rect"):
+            x, y, width, height = state["rect"]
+            overlay_png = base64.b64decode(browser.send("Page.captureScreenshot", {
+                "format": "png", "captureBeyondViewport": True,
+                "clip": {"x": x, "y": y, "width": width, "height": height, "scale": 1}})["data"])
         dom = browser.evaluate("document.documentElement.outerHTML")
     finally:
         browser.close()
-    (tmp_path / "screenshot.png").write_bytes(png)
-    logger.info("Screenshot at %s", tmp_path / "screenshot.png")
+    (shots / "screenshot.png").write_bytes(png)
+    logger.info("Screenshot at %s", shots / "screenshot.png")
     for video_id in expected:
         assert video_id in dom, f"{video_id} (a top-5 result) is not in the page after the query"
     assert f"Searched {len(engine.gallery)} videos" in text and "ranked by" in text
     image = np.asarray(Image.open(io.BytesIO(png)).convert("RGB"))
     assert image.shape[1] == 1280 and image.shape[0] > 1000
     assert image.std() > 20 and len(np.unique(image.reshape(-1, 3), axis=0)) > 500  # not blank: text, frames, plots
+    # The patch-attention overlay appeared after the query, as an image the browser loaded, with its word table.
+    assert state.get("loaded") and state["width"] >= 4 * 64, state
+    assert "Outlined patches: the words they attended to most" in text
+    (shots / "overlay.png").write_bytes(overlay_png)
+    overlay = np.asarray(Image.open(io.BytesIO(overlay_png)).convert("RGB")).astype(int)
+    red, green, blue = overlay[..., 0], overlay[..., 1], overlay[..., 2]
+    orange = (red - blue > 80) & (red > green) & (green > blue)
+    assert orange.mean() > 0.01, "no orange (text-intake) tint in the overlay as displayed"
+    # Column headers on one line (all the same height), and the result tiles' score captions at >= 13 px.
+    heights = state["headerHeights"]
+    assert heights and max(heights) - min(heights) < 2 and max(heights) < 48, heights
+    assert state["captionFont"] >= 13, state
