@@ -83,6 +83,7 @@ class CRETConfig(PreTrainedConfig):
         check.number("temp", "temp_min", "temp_max")
         check.number("layer_norm_eps", 0, low_open=True)
         check.number("initializer_range", 0, low_open=True)
+        check.boolean("gather_distributed")
 
     @property
     def has_joint_encoder(self) -> bool:

@@ -2,7 +2,8 @@
 
 Three nested configs, as transformers' CLIP/X-CLIP do: a BERT-like text config, a BEiT/ViT-like video config
 (with temporal attention) and the parent `T2V2TConfig` holding the fusion and loss settings. Every value is
-validated when the config is built; a bad value raises `ValueError` naming the field.
+validated when the config is built (`ConfigValidator`, shared by every config); a bad value raises `ValueError`
+naming the field.
 """
 
 from transformers import PreTrainedConfig
@@ -126,6 +127,8 @@ class T2V2TVisionConfig(PreTrainedConfig):
         check.probability("hidden_dropout_prob", "attention_probs_dropout_prob", "drop_path_rate")
         check.number("layer_scale_init_value", 0, why="(0 disables layer scale)")
         check.number("temporal_scale_init_value")
+        check.boolean("qkv_bias", "key_bias", "use_absolute_position_embeddings", "use_relative_position_bias",
+                      "use_shared_relative_position_bias", "use_mean_pooling", "use_temporal_attention")
         check.number("initializer_range", 0, low_open=True)
         check.number("layer_norm_eps", 0, low_open=True)
 
@@ -219,6 +222,7 @@ class T2V2TConfig(PreTrainedConfig):
         for field in ("vtc_loss_weight", "vtm_loss_weight", "mlm_loss_weight"):
             check.number(field, 0)
         check.number("initializer_range", 0, low_open=True)
+        check.boolean("vtm_hard_negatives", "gather_distributed", "tie_word_embeddings")
 
     @property
     def has_t2v_fusion(self) -> bool:

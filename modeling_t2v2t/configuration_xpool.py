@@ -112,6 +112,7 @@ class XPoolConfig(PreTrainedConfig):
         check.positive_int("similarity_text_chunk_size")
         check.number("layer_norm_eps", 0, low_open=True)
         check.number("initializer_range", 0, low_open=True)
+        check.boolean("gather_distributed")
 
     @property
     def has_joint_encoder(self) -> bool:

@@ -100,6 +100,11 @@ class ConfigValidator:
         for field in fields:
             self.number(field, 0, 1, high_open=True)
 
+    def boolean(self, *fields: str) -> None:
+        """Each of `fields` is `True` or `False` (a string such as "false" would silently count as true)."""
+        for field in fields:
+            self.require(isinstance(getattr(self.config, field), bool), field, "must be True or False")
+
     def one_of(self, field: str, choices: tuple) -> None:
         """`field` is one of `choices`."""
         self.require(getattr(self.config, field) in choices, field, f"must be one of {choices}")

@@ -62,6 +62,9 @@ def test_json_round_trip(tmp_path):
                                                    r"an integer in \[0, vocab_size=64\)"),
         (dict(vision_config=dict(num_frames=True)), r"T2V2TVisionConfig.num_frames=True is invalid: must be a "
                                                     r"positive integer"),
+        (dict(vision_config=dict(use_temporal_attention="false")),
+         r"T2V2TVisionConfig.use_temporal_attention='false' is invalid: must be True or False"),
+        (dict(gather_distributed=1), r"T2V2TConfig.gather_distributed=1 is invalid: must be True or False"),
     ],
 )
 def test_bad_values_raise_naming_the_field(overrides, message):
@@ -81,6 +84,7 @@ def test_dual_encoder_may_use_every_text_layer():
         (lambda: XPoolConfig(layer_norm_eps="1e-5"), r"XPoolConfig.layer_norm_eps='1e-5' is invalid"),
         (lambda: CRETConfig(initializer_range=-1.0), r"CRETConfig.initializer_range=-1.0 is invalid"),
         (lambda: CRETConfig(layer_norm_eps=0), r"CRETConfig.layer_norm_eps=0 is invalid: must be a number > 0"),
+        (lambda: XPoolConfig(gather_distributed="no"), r"XPoolConfig.gather_distributed='no' is invalid"),
         (lambda: CRETConfig(temp_min=0.6), r"CRETConfig.temp_min=0.6 is invalid: must be a number in \(0, temp_max=0.5\)"),
     ],
 )
