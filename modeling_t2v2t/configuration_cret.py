@@ -4,14 +4,8 @@ SIGIR 2022) on this package's towers (the T2V2T video encoder and a BERT text en
 from transformers import PreTrainedConfig
 from transformers.utils import logging
 
-from .configuration_t2v2t import (
-    T2V2TTextConfig,
-    T2V2TVisionConfig,
-    _check,
-    _check_heads,
-    _check_positive_int,
-    _check_probability,
-)
+from .configuration_t2v2t import T2V2TTextConfig, T2V2TVisionConfig
+from .validation_t2v2t import ConfigValidator
 
 logger = logging.get_logger(__name__)
 
@@ -74,23 +68,22 @@ class CRETConfig(PreTrainedConfig):
 
     def __post_init__(self, **kwargs):
         super().__post_init__(**kwargs)
-        name = type(self).__name__
         self.ccm_hidden_size = self.embed_dim if self.ccm_hidden_size is None else self.ccm_hidden_size
         self.ccm_intermediate_size = (4 * self.ccm_hidden_size if self.ccm_intermediate_size is None
                                       else self.ccm_intermediate_size)
-        for field in ("embed_dim", "num_centers", "ccm_hidden_size", "ccm_num_layers", "ccm_num_attention_heads",
-                      "ccm_intermediate_size"):
-            _check_positive_int(name, field, getattr(self, field))
-        _check_heads(name, self.ccm_hidden_size, self.ccm_num_attention_heads, "ccm_num_attention_heads")
-        _check_probability(name, "ccm_dropout", self.ccm_dropout)
-        for field in ("alpha", "beta"):
-            value = getattr(self, field)
-            _check(isinstance(value, (int, float)) and not isinstance(value, bool) and value >= 0, name, field, value,
-                   "must be a number >= 0")
-        _check(0 < self.temp_min < self.temp_max, name, "temp_min", self.temp_min, "need 0 < temp_min < temp_max")
-        _check(self.temp_min <= self.temp <= self.temp_max, name, "temp", self.temp,
-               f"must be in [temp_min={self.temp_min}, temp_max={self.temp_max}]")
-        _check(self.layer_norm_eps > 0, name, "layer_norm_eps", self.layer_norm_eps, "must be > 0")
+        check = ConfigValidator(self)
+        check.positive_int("embed_dim", "num_centers", "ccm_hidden_size", "ccm_num_layers", "ccm_num_attention_heads",
+                           "ccm_intermediate_size")
+        check.divides("ccm_num_attention_heads", "ccm_hidden_size")
+        check.probability("ccm_dropout")
+        check.number("alpha", 0)
+        check.number("beta", 0)
+        check.number("temp_max", 0, low_open=True)
+        check.number("temp_min", 0, "temp_max", low_open=True, high_open=True)
+        check.number("temp", "temp_min", "temp_max")
+        check.number("layer_norm_eps", 0, low_open=True)
+        check.number("initializer_range", 0, low_open=True)
+        check.boolean("gather_distributed")
 
     @property
     def has_joint_encoder(self) -> bool:

@@ -2,36 +2,20 @@
 
 Three nested configs, as transformers' CLIP/X-CLIP do: a BERT-like text config, a BEiT/ViT-like video config
 (with temporal attention) and the parent `T2V2TConfig` holding the fusion and loss settings. Every value is
-validated when the config is built; a bad value raises `ValueError` naming the field.
+validated when the config is built (`ConfigValidator`, shared by every config); a bad value raises `ValueError`
+naming the field.
 """
 
 from transformers import PreTrainedConfig
 from transformers.utils import logging
+
+from .validation_t2v2t import ConfigValidator
 
 logger = logging.get_logger(__name__)
 
 FUSION_MODES = ("t2v2t", "naive_t2v2t", "v2t", "none")
 BYPASS_MODES = ("self", "null")
 RERANK_SCORES = ("vtm+vtc", "vtm")
-
-
-def _check(condition: bool, config_name: str, field: str, value, requirement: str) -> None:
-    if not condition:
-        raise ValueError(f"{config_name}.{field}={value!r} is invalid: {requirement}.")
-
-
-def _check_probability(config_name: str, field: str, value) -> None:
-    _check(isinstance(value, (int, float)) and 0.0 <= value < 1.0, config_name, field, value, "must be in [0, 1)")
-
-
-def _check_positive_int(config_name: str, field: str, value) -> None:
-    _check(isinstance(value, int) and not isinstance(value, bool) and value > 0, config_name, field, value,
-           "must be a positive integer")
-
-
-def _check_heads(config_name: str, hidden_size: int, num_heads: int, heads_field: str = "num_attention_heads") -> None:
-    _check(hidden_size % num_heads == 0, config_name, heads_field, num_heads,
-           f"hidden_size ({hidden_size}) must be divisible by the number of attention heads")
 
 
 class T2V2TTextConfig(PreTrainedConfig):
@@ -70,17 +54,15 @@ class T2V2TTextConfig(PreTrainedConfig):
 
     def __post_init__(self, **kwargs):
         super().__post_init__(**kwargs)
-        name = type(self).__name__
-        for field in ("vocab_size", "hidden_size", "num_hidden_layers", "num_attention_heads", "intermediate_size",
-                      "max_position_embeddings", "type_vocab_size"):
-            _check_positive_int(name, field, getattr(self, field))
-        _check_heads(name, self.hidden_size, self.num_attention_heads)
-        _check_probability(name, "hidden_dropout_prob", self.hidden_dropout_prob)
-        _check_probability(name, "attention_probs_dropout_prob", self.attention_probs_dropout_prob)
+        check = ConfigValidator(self)
+        check.positive_int("vocab_size", "hidden_size", "num_hidden_layers", "num_attention_heads",
+                           "intermediate_size", "max_position_embeddings", "type_vocab_size")
+        check.divides("num_attention_heads", "hidden_size")
+        check.probability("hidden_dropout_prob", "attention_probs_dropout_prob")
+        check.number("initializer_range", 0, low_open=True)
+        check.number("layer_norm_eps", 0, low_open=True)
         for field in ("pad_token_id", "cls_token_id", "sep_token_id", "mask_token_id"):
-            value = getattr(self, field)
-            _check(value is None or 0 <= value < self.vocab_size, name, field, value,
-                   f"must be None or a token id in [0, vocab_size={self.vocab_size})")
+            check.integer(field, 0, "vocab_size", high_open=True, optional=True)
 
 
 class T2V2TVisionConfig(PreTrainedConfig):
@@ -137,17 +119,18 @@ class T2V2TVisionConfig(PreTrainedConfig):
 
     def __post_init__(self, **kwargs):
         super().__post_init__(**kwargs)
-        name = type(self).__name__
-        for field in ("image_size", "patch_size", "num_channels", "num_frames", "hidden_size", "num_hidden_layers",
-                      "num_attention_heads", "intermediate_size"):
-            _check_positive_int(name, field, getattr(self, field))
-        _check(self.image_size % self.patch_size == 0, name, "patch_size", self.patch_size,
-               f"image_size ({self.image_size}) must be divisible by patch_size")
-        _check_heads(name, self.hidden_size, self.num_attention_heads)
-        for field in ("hidden_dropout_prob", "attention_probs_dropout_prob", "drop_path_rate"):
-            _check_probability(name, field, getattr(self, field))
-        _check(self.layer_scale_init_value >= 0, name, "layer_scale_init_value", self.layer_scale_init_value,
-               "must be >= 0 (0 disables layer scale)")
+        check = ConfigValidator(self)
+        check.positive_int("image_size", "patch_size", "num_channels", "num_frames", "hidden_size",
+                           "num_hidden_layers", "num_attention_heads", "intermediate_size")
+        check.divides("patch_size", "image_size")
+        check.divides("num_attention_heads", "hidden_size")
+        check.probability("hidden_dropout_prob", "attention_probs_dropout_prob", "drop_path_rate")
+        check.number("layer_scale_init_value", 0, why="(0 disables layer scale)")
+        check.number("temporal_scale_init_value")
+        check.boolean("qkv_bias", "key_bias", "use_absolute_position_embeddings", "use_relative_position_bias",
+                      "use_shared_relative_position_bias", "use_mean_pooling", "use_temporal_attention")
+        check.number("initializer_range", 0, low_open=True)
+        check.number("layer_norm_eps", 0, low_open=True)
 
     @property
     def num_patches(self) -> int:
@@ -221,30 +204,25 @@ class T2V2TConfig(PreTrainedConfig):
 
     def __post_init__(self, **kwargs):
         super().__post_init__(**kwargs)
-        name = type(self).__name__
-        _check(self.fusion_mode in FUSION_MODES, name, "fusion_mode", self.fusion_mode, f"must be one of {FUSION_MODES}")
-        _check(self.bypass_mode in BYPASS_MODES, name, "bypass_mode", self.bypass_mode, f"must be one of {BYPASS_MODES}")
-        _check(self.rerank_score in RERANK_SCORES, name, "rerank_score", self.rerank_score,
-               f"must be one of {RERANK_SCORES}")
-        _check(isinstance(self.num_t2v_layers, int) and self.num_t2v_layers >= (1 if self.has_t2v_fusion else 0),
-               name, "num_t2v_layers", self.num_t2v_layers,
-               f"must be an integer >= 1 when fusion_mode={self.fusion_mode!r}" if self.has_t2v_fusion
-               else "must be an integer >= 0")
+        check = ConfigValidator(self)
+        check.one_of("fusion_mode", FUSION_MODES)
+        check.one_of("bypass_mode", BYPASS_MODES)
+        check.one_of("rerank_score", RERANK_SCORES)
+        check.integer("num_t2v_layers", 1 if self.has_t2v_fusion else 0, why=f"with fusion_mode={self.fusion_mode!r}")
         num_text_layers = self.text_config.num_hidden_layers
         upper = num_text_layers if self.fusion_mode == "none" else num_text_layers - 1
-        _check(isinstance(self.fusion_layer, int) and 0 <= self.fusion_layer <= upper, name, "fusion_layer",
-               self.fusion_layer, f"must be in [0, {upper}] for {num_text_layers} text layers and "
-               f"fusion_mode={self.fusion_mode!r} (a joint encoder needs at least one fusion layer)")
-        _check_positive_int(name, "embed_dim", self.embed_dim)
-        _check(0 < self.temp_min < self.temp_max, name, "temp_min", self.temp_min, "need 0 < temp_min < temp_max")
-        _check(self.temp_min <= self.temp <= self.temp_max, name, "temp", self.temp,
-               f"must be in [temp_min={self.temp_min}, temp_max={self.temp_max}]")
-        _check(isinstance(self.mlm_probability, (int, float)) and 0.0 < self.mlm_probability < 1.0, name,
-               "mlm_probability", self.mlm_probability, "must be in (0, 1)")
-        _check(self.t2v_layer_scale_init_value > 0, name, "t2v_layer_scale_init_value",
-               self.t2v_layer_scale_init_value, "must be > 0")
+        check.integer("fusion_layer", 0, upper, why=f"for {num_text_layers} text layers and "
+                      f"fusion_mode={self.fusion_mode!r} (a joint encoder needs at least one fusion layer)")
+        check.positive_int("embed_dim")
+        check.number("temp_max", 0, low_open=True)
+        check.number("temp_min", 0, "temp_max", low_open=True, high_open=True)
+        check.number("temp", "temp_min", "temp_max")
+        check.number("mlm_probability", 0, 1, low_open=True, high_open=True)
+        check.number("t2v_layer_scale_init_value", 0, low_open=True)
         for field in ("vtc_loss_weight", "vtm_loss_weight", "mlm_loss_weight"):
-            _check(getattr(self, field) >= 0, name, field, getattr(self, field), "must be >= 0")
+            check.number(field, 0)
+        check.number("initializer_range", 0, low_open=True)
+        check.boolean("vtm_hard_negatives", "gather_distributed", "tie_word_embeddings")
 
     @property
     def has_t2v_fusion(self) -> bool:

@@ -13,13 +13,8 @@ from transformers import CLIPConfig, PreTrainedConfig
 from transformers.configuration_utils import SubConfigSpec
 from transformers.utils import logging
 
-from .configuration_t2v2t import (
-    T2V2TTextConfig,
-    T2V2TVisionConfig,
-    _check,
-    _check_positive_int,
-    _check_probability,
-)
+from .configuration_t2v2t import T2V2TTextConfig, T2V2TVisionConfig
+from .validation_t2v2t import ConfigValidator
 
 logger = logging.get_logger(__name__)
 
@@ -89,37 +84,35 @@ class XPoolConfig(PreTrainedConfig):
 
     def __post_init__(self, **kwargs):
         super().__post_init__(**kwargs)
-        name = type(self).__name__
-        _check(self.backbone in XPOOL_BACKBONES, name, "backbone", self.backbone, f"must be one of {XPOOL_BACKBONES}")
+        check = ConfigValidator(self)
+        check.one_of("backbone", XPOOL_BACKBONES)
         if self.backbone == "towers":
-            _check(self.clip_config is None, name, "clip_config", "<CLIPConfig>",
-                   "must be None with backbone='towers' (set backbone='clip' to use CLIP)")
+            check.require(self.clip_config is None, "clip_config",
+                          "must be None with backbone='towers' (set backbone='clip' to use CLIP)", shown="<CLIPConfig>")
             # Defaults as for T2V2T, so `XPoolConfig()` is a complete base-size model.
             self.text_config = self.text_config if self.text_config is not None else T2V2TTextConfig()
             self.vision_config = self.vision_config if self.vision_config is not None else T2V2TVisionConfig()
             self.embed_dim = 256 if self.embed_dim is None else self.embed_dim
         else:
             for field in ("text_config", "vision_config"):
-                _check(getattr(self, field) is None, name, field, f"<{type(getattr(self, field)).__name__}>",
-                       "must be None with backbone='clip' (CLIP's own configs are in clip_config)")
+                check.require(getattr(self, field) is None, field,
+                              "must be None with backbone='clip' (CLIP's own configs are in clip_config)",
+                              shown=f"<{type(getattr(self, field)).__name__}>")
             self.clip_config = self.clip_config if self.clip_config is not None else CLIPConfig()
             projection_dim = self.clip_config.projection_dim
             if self.embed_dim is None:
                 self.embed_dim = projection_dim
-            _check(self.embed_dim == projection_dim, name, "embed_dim", self.embed_dim,
-                   f"must equal clip_config.projection_dim={projection_dim} with backbone='clip'")
-        _check_positive_int(name, "embed_dim", self.embed_dim)
-        _check_positive_int(name, "num_attention_heads", self.num_attention_heads)
-        _check(self.embed_dim % self.num_attention_heads == 0, name, "num_attention_heads", self.num_attention_heads,
-               f"embed_dim ({self.embed_dim}) must be divisible by the number of attention heads")
-        _check_probability(name, "pooling_dropout", self.pooling_dropout)
-        _check(isinstance(self.logit_scale_max, (int, float)) and self.logit_scale_max > 0, name, "logit_scale_max",
-               self.logit_scale_max, "must be a number > 0")
-        _check(isinstance(self.logit_scale_init_value, (int, float))
-               and self.logit_scale_init_value <= self.logit_scale_max, name, "logit_scale_init_value",
-               self.logit_scale_init_value, f"must be a number <= logit_scale_max={self.logit_scale_max}")
-        _check_positive_int(name, "similarity_text_chunk_size", self.similarity_text_chunk_size)
-        _check(self.layer_norm_eps > 0, name, "layer_norm_eps", self.layer_norm_eps, "must be > 0")
+            check.require(self.embed_dim == projection_dim, "embed_dim",
+                          f"must equal clip_config.projection_dim={projection_dim} with backbone='clip'")
+        check.positive_int("embed_dim", "num_attention_heads")
+        check.divides("num_attention_heads", "embed_dim")
+        check.probability("pooling_dropout")
+        check.number("logit_scale_max", 0, low_open=True)
+        check.number("logit_scale_init_value", high="logit_scale_max")
+        check.positive_int("similarity_text_chunk_size")
+        check.number("layer_norm_eps", 0, low_open=True)
+        check.number("initializer_range", 0, low_open=True)
+        check.boolean("gather_distributed")
 
     @property
     def has_joint_encoder(self) -> bool:

@@ -1,5 +1,8 @@
 """The T2V2T objectives as small pure functions: VTC (multi-positive, gathered across processes), VTM hard
 negative sampling, and MLM masking. Each is tested on its own.
+
+The pieces every model type shares live here too: `prepare_video_ids` (the ids that say which captions share a
+video) and `multi_positive_cross_entropy`, the symmetric contrastive loss of T2V2T (VTC), X-Pool and CRET.
 """
 
 import torch
@@ -7,7 +10,8 @@ import torch.distributed as dist
 import torch.nn.functional as F
 
 
-def _is_distributed() -> bool:
+def is_distributed() -> bool:
+    """Whether more than one process runs in an initialised `torch.distributed` group."""
     return dist.is_available() and dist.is_initialized() and dist.get_world_size() > 1
 
 
@@ -37,7 +41,7 @@ def gather_batches(tensor: torch.Tensor, with_grad: bool) -> torch.Tensor:
     (e.g. the last batch). With `with_grad`, gradients flow back to the process that owns each row, so the sum over
     processes of local-row losses has the same gradient as one process computing the whole batch.
     """
-    if not _is_distributed():
+    if not is_distributed():
         return tensor
     world_size = dist.get_world_size()
     local_size = torch.tensor([tensor.shape[0]], device=tensor.device)
@@ -73,29 +77,64 @@ def vtc_loss(
     Each process scores its own rows against all gathered columns; the mean over processes equals the
     single-process loss of the whole batch.
     """
-    batch = text_embeds.shape[0]
-    if video_ids is None:
-        video_ids = default_video_ids(batch, text_embeds.device)
-    elif video_ids.shape != (batch,):
-        raise ValueError(f"video_ids must have shape ({batch},), got {tuple(video_ids.shape)}.")
-    video_ids = video_ids.to(text_embeds.device)
-
+    video_ids = prepare_video_ids(video_ids, text_embeds.shape[0], text_embeds.device)
     all_text = gather_batches(text_embeds, with_grad=True) if gather else text_embeds
     all_video = gather_batches(video_embeds, with_grad=True) if gather else video_embeds
     all_ids = gather_batches(video_ids, with_grad=False) if gather else video_ids
-
-    positives = (video_ids[:, None] == all_ids[None, :]).float()  # (B, B_all)
-    targets = positives / positives.sum(dim=1, keepdim=True)
     logits_t2v = text_embeds @ all_video.T / temperature
     logits_v2t = video_embeds @ all_text.T / temperature
-    loss_t2v = -(F.log_softmax(logits_t2v, dim=1) * targets).sum(dim=1).mean()
-    loss_v2t = -(F.log_softmax(logits_v2t, dim=1) * targets).sum(dim=1).mean()
+    return multi_positive_cross_entropy(logits_t2v, logits_v2t, video_ids, all_ids)
+
+
+def multi_positive_cross_entropy(
+    logits_per_text: torch.Tensor,
+    logits_per_video: torch.Tensor,
+    video_ids: torch.Tensor,
+    all_video_ids: torch.Tensor | None = None,
+) -> torch.Tensor:
+    """
+    Symmetric contrastive cross-entropy in which every caption of a video is a positive: the loss of T2V2T (VTC),
+    X-Pool and CRET (both its terms).
+
+    Args:
+        logits_per_text: (B, B_all) scores of this process's B texts against all B_all videos (the gathered ones
+            too when distributed). logits_per_video: (B, B_all) scores of its B videos against all B_all texts.
+        video_ids: (B,) video id of each local (text i, video i) pair. all_video_ids: (B_all,) ids of the columns,
+            in the same order; default `video_ids` (one process).
+    Returns:
+        The mean of the two directions' cross-entropies, each averaged over rows. Row i's target spreads evenly over
+        the columns whose id equals `video_ids[i]` (pair i itself among them).
+    """
+    all_video_ids = video_ids if all_video_ids is None else all_video_ids
+    positives = (video_ids[:, None] == all_video_ids[None, :]).float()  # (B, B_all)
+    targets = positives / positives.sum(dim=1, keepdim=True)
+    # F.cross_entropy with probability targets is the same quantity, but it sums over all rows before dividing,
+    # which moves the result by about 1e-7; written out, the loss stays bitwise what each model computed before.
+    loss_t2v = -(F.log_softmax(logits_per_text, dim=1) * targets).sum(dim=1).mean()
+    loss_v2t = -(F.log_softmax(logits_per_video, dim=1) * targets).sum(dim=1).mean()
     return (loss_t2v + loss_v2t) / 2
+
+
+def prepare_video_ids(video_ids, batch: int, device: torch.device) -> torch.Tensor:
+    """
+    The (batch,) long tensor of video ids on `device` that the contrastive losses take: `video_ids` (a tensor or a
+    list of integers, one per pair) checked and converted, or, if `None`, ids that make every pair its own video
+    (`default_video_ids`). Raises `ValueError` for floats, booleans or a wrong shape.
+    """
+    if video_ids is None:
+        return default_video_ids(batch, device)
+    video_ids = torch.as_tensor(video_ids, device=device)
+    if video_ids.dtype.is_floating_point or video_ids.dtype == torch.bool or video_ids.shape != (batch,):
+        raise ValueError(
+            f"video_ids must be {batch} integers (one per pair), got dtype {video_ids.dtype} and shape "
+            f"{tuple(video_ids.shape)}."
+        )
+    return video_ids.long()
 
 
 def default_video_ids(batch: int, device: torch.device) -> torch.Tensor:
     """Ids that make every pair its own video, unique across processes (so gathered ids never collide)."""
-    rank = dist.get_rank() if _is_distributed() else 0
+    rank = dist.get_rank() if is_distributed() else 0
     return torch.arange(batch, device=device) + rank * 2**40
 
 
@@ -158,4 +197,13 @@ def mask_tokens(
     return masked_ids, labels
 
 
-__all__ = ["vtc_loss", "gather_batches", "default_video_ids", "sample_vtm_negatives", "mask_tokens"]
+__all__ = [
+    "vtc_loss",
+    "multi_positive_cross_entropy",
+    "prepare_video_ids",
+    "default_video_ids",
+    "gather_batches",
+    "is_distributed",
+    "sample_vtm_negatives",
+    "mask_tokens",
+]

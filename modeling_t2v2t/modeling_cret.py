@@ -31,8 +31,8 @@ from transformers.utils import ModelOutput, logging
 
 from .attention_t2v2t import attend, padding_mask_to_bias
 from .configuration_cret import CRETConfig
-from .losses_t2v2t import vtc_loss
-from .modeling_t2v2t import T2V2TModel, T2V2TPreTrainedModel, _RowSelectable
+from .losses_t2v2t import prepare_video_ids, vtc_loss
+from .modeling_t2v2t import RowSelectableOutput, T2V2TPreTrainedModel
 from .modeling_text_encoder import T2V2TTextTransformer
 from .modeling_video_encoder import T2V2TVisionTransformer
 
@@ -89,7 +89,7 @@ class CRETOutput(ModelOutput):
 
 
 @dataclass
-class CRETTextEncoding(_RowSelectable):
+class CRETTextEncoding(RowSelectableOutput):
     """`text_embeds` (B, D) search embedding; `global_embeds` (B, E) normalised T; `local_embeds` (B, K, C) Z^t."""
 
     text_embeds: torch.FloatTensor | None = None
@@ -98,7 +98,7 @@ class CRETTextEncoding(_RowSelectable):
 
 
 @dataclass
-class CRETVideoEncoding(_RowSelectable):
+class CRETVideoEncoding(RowSelectableOutput):
     """
     `video_embeds` (B, D) search embedding; `frame_embeds` (B, T, E) normalised frame embeddings (μ, σ are their
     mean and variance); `local_embeds` (B, K, C) Z^v.
@@ -303,7 +303,7 @@ class CRETModel(CRETPreTrainedModel):
             if input_ids.shape[0] != pixel_values_videos.shape[0]:
                 raise ValueError(f"Training takes aligned (caption, video) pairs: got {input_ids.shape[0]} captions "
                                  f"and {pixel_values_videos.shape[0]} videos.")
-            ids = T2V2TModel._prepare_video_ids(video_ids, input_ids.shape[0], input_ids.device)
+            ids = prepare_video_ids(video_ids, input_ids.shape[0], input_ids.device)
             temp_gees, temp_ccm = self.temperatures
             gather = self.config.gather_distributed
             frames = video.frame_embeds.float()

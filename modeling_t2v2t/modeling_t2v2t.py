@@ -23,7 +23,7 @@ from transformers.utils import ModelOutput, logging
 
 from .attention_t2v2t import BypassCrossAttention, DropPath
 from .configuration_t2v2t import T2V2TConfig
-from .losses_t2v2t import default_video_ids, mask_tokens, sample_vtm_negatives, vtc_loss
+from .losses_t2v2t import mask_tokens, prepare_video_ids, sample_vtm_negatives, vtc_loss
 from .modeling_text_encoder import T2V2TTextTransformer
 from .modeling_video_encoder import (
     RelativePositionBias,
@@ -80,14 +80,17 @@ class T2V2TForPreTrainingOutput(ModelOutput):
     vtm_logits: torch.FloatTensor | None = None
 
 
-class _RowSelectable(ModelOutput):
+class RowSelectableOutput(ModelOutput):
+    """A `ModelOutput` of per-row tensors (the cached text and video encodings of every model type) that can be
+    indexed by row as a whole."""
+
     def select(self, index: torch.Tensor):
         """The same encoding for rows `index` (e.g. one query repeated against each candidate video)."""
         return type(self)(**{key: value[index] for key, value in self.items()})
 
 
 @dataclass
-class T2V2TTextEncoding(_RowSelectable):
+class T2V2TTextEncoding(RowSelectableOutput):
     """Text features to cache for retrieval: `text_embeds` (B, E) for search, `text_states` (B, N, D) for rerank."""
 
     text_embeds: torch.FloatTensor | None = None
@@ -96,7 +99,7 @@ class T2V2TTextEncoding(_RowSelectable):
 
 
 @dataclass
-class T2V2TVideoEncoding(_RowSelectable):
+class T2V2TVideoEncoding(RowSelectableOutput):
     """
     Video features to cache for retrieval: `video_embeds` (B, E) for search; `frame_embeds` (B, T, E) the
     normalised per-frame embeddings; `video_tokens` (B, T*L, D) the tokens the joint encoder attends to
@@ -402,18 +405,6 @@ class T2V2TModel(T2V2TPreTrainedModel):
         return tuple(layers)
 
     # ----- training -------------------------------------------------------------------------------------------
-    @staticmethod
-    def _prepare_video_ids(video_ids, batch: int, device) -> torch.Tensor:
-        if video_ids is None:
-            return default_video_ids(batch, device)
-        video_ids = torch.as_tensor(video_ids, device=device)
-        if video_ids.dtype.is_floating_point or video_ids.dtype == torch.bool or video_ids.shape != (batch,):
-            raise ValueError(
-                f"video_ids must be {batch} integers (one per pair), got dtype {video_ids.dtype} and shape "
-                f"{tuple(video_ids.shape)}."
-            )
-        return video_ids.long()
-
     def vtm_loss(self, text: T2V2TTextEncoding, video: T2V2TVideoEncoding, similarity, video_ids):
         """VTM on every positive pair plus one hard negative video per text and one hard negative text per video
         (3B pairs when every pair has a negative in the batch)."""
@@ -451,7 +442,7 @@ class T2V2TModel(T2V2TPreTrainedModel):
                     f"Training takes aligned (caption, video) pairs: got {text.text_embeds.shape[0]} captions and "
                     f"{video.video_embeds.shape[0]} videos."
                 )
-            ids = self._prepare_video_ids(video_ids, input_ids.shape[0], input_ids.device)
+            ids = prepare_video_ids(video_ids, input_ids.shape[0], input_ids.device)
             loss_vtc = vtc_loss(text.text_embeds, video.video_embeds, self.temperature, ids,
                                 gather=self.config.gather_distributed)
             loss = self.config.vtc_loss_weight * loss_vtc
@@ -585,4 +576,5 @@ __all__ = [
     "T2V2TTextEncoding",
     "T2V2TVideoEncoding",
     "T2V2TPairScores",
+    "RowSelectableOutput",
 ]

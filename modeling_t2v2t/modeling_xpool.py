@@ -22,8 +22,8 @@ from transformers import initialization as init
 from transformers.utils import ModelOutput, logging
 
 from .configuration_xpool import XPoolConfig
-from .losses_t2v2t import _is_distributed, gather_batches
-from .modeling_t2v2t import T2V2TModel, T2V2TPreTrainedModel, _RowSelectable
+from .losses_t2v2t import gather_batches, is_distributed, multi_positive_cross_entropy, prepare_video_ids
+from .modeling_t2v2t import RowSelectableOutput, T2V2TPreTrainedModel
 from .modeling_text_encoder import T2V2TTextTransformer
 from .modeling_video_encoder import T2V2TVisionTransformer
 
@@ -49,7 +49,7 @@ class XPoolOutput(ModelOutput):
 
 
 @dataclass
-class XPoolTextEncoding(_RowSelectable):
+class XPoolTextEncoding(RowSelectableOutput):
     """`text_embeds` (B, E) normalised, for candidate search; `text_features` (B, E) raw, the pooling's query."""
 
     text_embeds: torch.FloatTensor | None = None
@@ -57,7 +57,7 @@ class XPoolTextEncoding(_RowSelectable):
 
 
 @dataclass
-class XPoolVideoEncoding(_RowSelectable):
+class XPoolVideoEncoding(RowSelectableOutput):
     """
     What a video contributes to any (text, video) score, computed once per video: `frame_keys`/`frame_values`
     (B, T, E) of the pooling attention, and `frame_embeds` (B, T, E) the raw frame features. `video_embeds` (B, E):
@@ -275,7 +275,7 @@ class XPoolModel(XPoolPreTrainedModel):
         text and frame features are gathered, not pooled embeddings (these depend on the text). `similarity`: the
         local (B, B) cosines, if already computed.
         """
-        gather = self.config.gather_distributed and _is_distributed()
+        gather = self.config.gather_distributed and is_distributed()
         if gather:
             all_text = gather_batches(text_features, with_grad=True)
             all_frames = gather_batches(frame_features, with_grad=True)
@@ -286,12 +286,9 @@ class XPoolModel(XPoolPreTrainedModel):
             if similarity is None:
                 similarity = self.pooling.similarity(text_features, *self.pooling.keys_values(frame_features))
             similarity_t2v, similarity_v2t, all_ids = similarity, similarity.T, video_ids
-        positives = (video_ids[:, None] == all_ids[None, :]).float()
-        targets = positives / positives.sum(dim=1, keepdim=True)
         scale = self.logit_scale_value
-        loss_t2v = -(F.log_softmax(scale * similarity_t2v.float(), dim=1) * targets).sum(dim=1).mean()
-        loss_v2t = -(F.log_softmax(scale * similarity_v2t.float(), dim=1) * targets).sum(dim=1).mean()
-        return (loss_t2v + loss_v2t) / 2
+        return multi_positive_cross_entropy(scale * similarity_t2v.float(), scale * similarity_v2t.float(), video_ids,
+                                            all_ids)
 
     def forward(
         self,
@@ -322,7 +319,7 @@ class XPoolModel(XPoolPreTrainedModel):
             if input_ids.shape[0] != pixel_values_videos.shape[0]:
                 raise ValueError(f"Training takes aligned (caption, video) pairs: got {input_ids.shape[0]} captions "
                                  f"and {pixel_values_videos.shape[0]} videos.")
-            ids = T2V2TModel._prepare_video_ids(video_ids, input_ids.shape[0], input_ids.device)
+            ids = prepare_video_ids(video_ids, input_ids.shape[0], input_ids.device)
             loss = self.contrastive_loss(text.text_features, video.frame_embeds, ids, similarity)
         output = XPoolOutput(loss=loss, logits_per_text=logits_per_text, logits_per_video=logits_per_text.T,
                              text_embeds=text.text_embeds, frame_embeds=video.frame_embeds)

@@ -10,7 +10,13 @@ import torch.distributed as dist
 import torch.multiprocessing as mp
 import torch.nn.functional as F
 
-from modeling_t2v2t.losses_t2v2t import mask_tokens, sample_vtm_negatives, vtc_loss
+from modeling_t2v2t.losses_t2v2t import (
+    mask_tokens,
+    multi_positive_cross_entropy,
+    prepare_video_ids,
+    sample_vtm_negatives,
+    vtc_loss,
+)
 
 
 def naive_vtc(text, video, temperature, ids):
@@ -40,8 +46,53 @@ def test_vtc_matches_naive_multi_positive_loss():
 
 def test_vtc_rejects_misshaped_ids():
     text, video = random_pairs()
-    with pytest.raises(ValueError, match=r"video_ids must have shape \(6,\)"):
+    with pytest.raises(ValueError, match=r"video_ids must be 6 integers \(one per pair\).*shape \(2,\)"):
         vtc_loss(text, video, torch.tensor(0.1), torch.tensor([0, 1]))
+
+
+def test_multi_positive_cross_entropy_matches_a_row_by_row_loop():
+    """The shared loss on 5 local rows against 8 gathered columns, several captions per video (video 7 has three,
+    two of them on another process): each row's loss is minus the mean log-probability of its positive columns."""
+    generator = torch.Generator().manual_seed(3)
+    ids = torch.tensor([7, 7, 4, 9, 4])
+    all_ids = torch.tensor([7, 7, 4, 9, 4, 7, 1, 9])  # columns 5-7 come from another process
+    logits_per_text = 3 * torch.randn(5, 8, generator=generator)
+    logits_per_video = 3 * torch.randn(5, 8, generator=generator)
+    expected = 0.0
+    for logits in (logits_per_text, logits_per_video):
+        for i in range(5):
+            log_probs = [logits[i, j] - torch.logsumexp(logits[i], 0) for j in range(8) if all_ids[j] == ids[i]]
+            expected -= sum(log_probs) / len(log_probs) / 5
+    loss = multi_positive_cross_entropy(logits_per_text, logits_per_video, ids, all_ids)
+    torch.testing.assert_close(loss, expected / 2, atol=1e-6, rtol=0)
+    # Row 0 has 3 positives (columns 0, 1, 5), so its target is 1/3 on each: not the diagonal alone.
+    diagonal_only = (F.cross_entropy(logits_per_text, torch.arange(5)) + F.cross_entropy(logits_per_video,
+                                                                                           torch.arange(5))) / 2
+    assert abs(float(loss) - float(diagonal_only)) > 1e-3
+
+
+def test_multi_positive_cross_entropy_equals_the_formula_the_models_used_before():
+    """T2V2T's VTC, X-Pool and CRET each wrote `-(log_softmax(logits) * targets).sum(1).mean()` before sharing this
+    function; on one process (square logits, default column ids) it is bitwise the same number."""
+    generator = torch.Generator().manual_seed(4)
+    ids = torch.tensor([0, 0, 1, 2, 2, 2])
+    logits_per_text = 10 * torch.randn(6, 6, generator=generator)
+    logits_per_video = logits_per_text.T
+    positives = (ids[:, None] == ids[None, :]).float()
+    targets = positives / positives.sum(dim=1, keepdim=True)
+    before = (-(F.log_softmax(logits_per_text, dim=1) * targets).sum(dim=1).mean()
+              - (F.log_softmax(logits_per_video, dim=1) * targets).sum(dim=1).mean()) / 2
+    assert torch.equal(multi_positive_cross_entropy(logits_per_text, logits_per_video, ids), before)
+
+
+def test_prepare_video_ids_converts_checks_and_defaults():
+    assert prepare_video_ids([3, 3, 5], 3, "cpu").tolist() == [3, 3, 5]
+    assert prepare_video_ids(torch.tensor([1, 2], dtype=torch.int32), 2, "cpu").dtype == torch.long
+    default = prepare_video_ids(None, 4, "cpu")
+    assert default.dtype == torch.long and len(set(default.tolist())) == 4  # every pair its own video
+    for bad in (torch.tensor([0.0, 1.0]), torch.tensor([True, False]), torch.tensor([0, 1, 2])):
+        with pytest.raises(ValueError, match=r"video_ids must be 2 integers \(one per pair\)"):
+            prepare_video_ids(bad, 2, "cpu")
 
 
 def _free_port() -> int:

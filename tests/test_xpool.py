@@ -203,7 +203,7 @@ def test_gathered_loss_averages_to_the_single_process_loss(monkeypatch):
             rows = slice(3 * rank, 3 * rank + 3)
             local = (texts[rows], frames[rows], ids[rows])
             full = {id(local[0]): texts, id(local[1]): frames, id(local[2]): ids}
-            monkeypatch.setattr(modeling_xpool, "_is_distributed", lambda: True)
+            monkeypatch.setattr(modeling_xpool, "is_distributed", lambda: True)
             monkeypatch.setattr(modeling_xpool, "gather_batches", lambda tensor, with_grad: full[id(tensor)])
             halves.append(model.contrastive_loss(*local))
     torch.testing.assert_close((halves[0] + halves[1]) / 2, single)
