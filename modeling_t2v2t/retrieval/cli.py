@@ -299,7 +299,7 @@ def main(argv=None) -> int:
     line naming the problem)."""
     args = build_parser().parse_args(sys.argv[1:] if argv is None else argv)
     std_logging.basicConfig(format="%(levelname)s %(name)s: %(message)s")
-    logging.set_verbosity_info() if args.verbose else logging.set_verbosity_warning()
+    logging.set_verbosity(logging.INFO if args.verbose else logging.WARNING)
     if getattr(args, "no_progress", False):
         logging.disable_progress_bar()  # transformers' own bars (loading weights)
     try:
