@@ -120,9 +120,9 @@ def run_index(args) -> dict:
 
     from .sharding import index_collection
 
+    paths, video_ids = collect_videos(args.source, args.extensions, args.video_root)  # bad input: fail before launch
     state = PartialState(cpu=args.cpu or not torch.cuda.is_available())
     try:
-        paths, video_ids = collect_videos(args.source, args.extensions, args.video_root)
         if state.is_main_process:
             logger.info("Indexing %d videos from %s with %d process(es).", len(paths), args.source,
                         state.num_processes)
