@@ -5,8 +5,8 @@
     t2v2t info INDEX_DIR [--json]
 
 `python -m modeling_t2v2t.retrieval.cli` is the same command. `index` splits the videos across the processes of a
-launcher, unchanged: `accelerate launch [--num_processes N | --multi_gpu ...] -m modeling_t2v2t.retrieval.cli index
-...` or `torchrun --nproc_per_node N -m modeling_t2v2t.retrieval.cli index ...` (see `sharding.py`).
+launcher, unchanged: `torchrun --nproc_per_node N -m modeling_t2v2t.retrieval.cli index ...` or `accelerate launch
+--multi_gpu --num_processes N ... -m modeling_t2v2t.retrieval.cli index ...` (see `sharding.py`).
 """
 
 import argparse
@@ -28,7 +28,7 @@ examples:
   t2v2t index spaces_demo/gallery --model spaces_demo/checkpoints/t2v2t-synthetic-quickstart --out my_index
   t2v2t search my_index "a small blue square shrinks" -k 5 --rerank
   t2v2t info my_index
-  accelerate launch --num_processes 2 -m modeling_t2v2t.retrieval.cli index VIDEOS --model M --out my_index
+  torchrun --standalone --nproc_per_node 2 -m modeling_t2v2t.retrieval.cli index VIDEOS --model M --out my_index
 """
 
 
