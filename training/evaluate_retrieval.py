@@ -2,8 +2,10 @@
 the joint encoder) retrieval metrics, both directions, printed as a table and written as JSON.
 
     python training/evaluate_retrieval.py --model_name_or_path outputs/quickstart/model \\
-        --dataset synthetic --dataset_kwargs '{"split": "test", "num_videos": 2000}' --k 128
+        --dataset synthetic --dataset_kwargs '{"split": "test", "num_videos": 2000}'
     python training/evaluate_retrieval.py eval_config.json      # the same arguments as one JSON file
+
+Without `--k`, the rerank depth is the `k_test` of the checkpoint's `training_config.json` (else 128).
 """
 
 import json

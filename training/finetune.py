@@ -6,7 +6,8 @@ best validation mean recall; optionally report the test split once at the end.
     python training/finetune.py --model_name_or_path CKPT --train_data '[{"builder": "msrvtt", ...}]' ...
 
 Arguments: `ModelArguments` and `DataArguments` (training.arguments) and
-`transformers.TrainingArguments`, from the command line or one JSON file.
+`transformers.TrainingArguments`, from the command line, one JSON file, or a JSON file followed by command-line
+overrides (`finetune.py cfg.json --max_steps 30`); `--help` lists them.
 """
 
 import json

@@ -141,11 +141,13 @@ def run_index(args) -> dict:
                       f"{summary.videos_per_second:.1f} videos/s); {len(summary.skipped)} skipped.")
                 for path, reason in summary.skipped:
                     print(f"  skipped {path}: {reason}")
-        return summary.to_dict()
-    finally:
-        # A clean exit under accelerate launch / torchrun (an exit without it crashed one time in four).
-        state.wait_for_everyone()
-        state.destroy_process_group()
+    except BaseException:
+        state.destroy_process_group()  # no barrier: the other processes may never reach it; the launcher ends them
+        raise
+    # A clean exit under accelerate launch / torchrun (exits without the barrier crashed one time in four).
+    state.wait_for_everyone()
+    state.destroy_process_group()
+    return summary.to_dict()
 
 
 def _read_index_config(index_dir: str) -> dict:
