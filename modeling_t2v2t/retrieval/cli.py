@@ -17,7 +17,7 @@ import sys
 
 from transformers.utils import logging
 
-from .retriever import RETRIEVER_CONFIG_NAME, VIDEOS_NAME
+from .retriever import RETRIEVER_CONFIG_NAME
 from .video_files import VIDEO_EXTENSIONS, find_videos
 
 logger = logging.get_logger(__name__)
