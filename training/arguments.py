@@ -1,6 +1,7 @@
 """The training scripts' arguments: `ModelArguments` (where the model comes from) and `DataArguments` (which datasets,
 how to decode them), parsed with `transformers.TrainingArguments` by `HfArgumentParser`."""
 
+import argparse
 import json
 from dataclasses import dataclass, field
 
@@ -22,16 +23,64 @@ def parse_json_argument(value, name: str, expected: tuple = (dict,)):
     return parsed
 
 
-def parse_arguments(dataclass_types, argv: list[str]):
-    """Script arguments from the command line, or from one JSON file (keys starting with `_` are comments)."""
+class _HelpFormatter(argparse.ArgumentDefaultsHelpFormatter, argparse.RawDescriptionHelpFormatter):
+    """Defaults after each option (HfArgumentParser's choice) and the description's examples kept as written."""
+
+
+def _is_config_file(argument: str) -> bool:
+    return argument.endswith(".json") and not argument.startswith("-")
+
+
+def _explicit_arguments(parser, argv: list[str]) -> dict:
+    """The options `argv` actually gives, converted by `parser`'s types (absent options are left out, not defaulted),
+    so that they can override a JSON config."""
+    for action in parser._actions:  # argparse has no public way to tell "given" from "defaulted"
+        action.default = argparse.SUPPRESS
+        action.required = False
+    namespace, unknown = parser.parse_known_args(argv)
+    if unknown:
+        raise ValueError(f"Unknown command-line arguments: {' '.join(unknown)} (see --help).")
+    return vars(namespace)
+
+
+def parse_arguments(dataclass_types, argv: list[str], description: str | None = None, epilog: str | None = None,
+                    return_config: bool = False):
+    """
+    Script arguments from the command line, from one JSON config file, or from a JSON config file followed by
+    command-line overrides (`finetune.py cfg.json --max_steps 30`: the file's values, with `max_steps=30`). Keys
+    of the file starting with `_` are comments; an unknown key or option raises `ValueError` naming it.
+
+    `description` and `epilog` are shown by `--help`. With `return_config=True`, also returns the merged values as
+    a JSON-ready dict (the file's values updated by the options given; `None` without a file), to save with a run.
+    """
     from transformers import HfArgumentParser
 
-    parser = HfArgumentParser(dataclass_types)
-    if len(argv) == 1 and argv[0].endswith(".json"):
-        with open(argv[0], encoding="utf-8") as handle:
-            values = {key: value for key, value in json.load(handle).items() if not key.startswith("_")}
-        return parser.parse_dict(values)
-    return parser.parse_args_into_dataclasses(argv)
+    def new_parser():
+        usage = "%(prog)s [CONFIG.json] [--option VALUE ...]" if description else None
+        return HfArgumentParser(dataclass_types, description=description, epilog=epilog, usage=usage,
+                                formatter_class=_HelpFormatter)
+
+    parser = new_parser()
+    if any(argument in ("-h", "--help") for argument in argv) or not argv or not _is_config_file(argv[0]):
+        parsed = parser.parse_args_into_dataclasses(argv)
+        return (parsed, None) if return_config else parsed
+    path = argv[0]
+    try:
+        with open(path, encoding="utf-8") as handle:
+            values = json.load(handle)
+    except json.JSONDecodeError as error:
+        raise ValueError(f"{path} is not valid JSON: {error}") from error
+    if not isinstance(values, dict):
+        raise ValueError(f"{path} must hold one JSON object of argument names and values, got "
+                         f"{type(values).__name__}.")
+    values = {key: value for key, value in values.items() if not key.startswith("_")}
+    overrides = _explicit_arguments(new_parser(), argv[1:])
+    values.update(overrides)
+    try:
+        parsed = parser.parse_dict(values)
+    except ValueError as error:
+        raise ValueError(f"{path}: {error}") from error
+    return (parsed, values) if return_config else parsed
 
 
 @dataclass

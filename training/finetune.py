@@ -6,9 +6,11 @@ best validation mean recall; optionally report the test split once at the end.
     python training/finetune.py --model_name_or_path CKPT --train_data '[{"builder": "msrvtt", ...}]' ...
 
 Arguments: `ModelArguments` and `DataArguments` (training.arguments) and
-`transformers.TrainingArguments`, from the command line or one JSON file.
+`transformers.TrainingArguments`, from the command line, one JSON file, or a JSON file followed by command-line
+overrides (`finetune.py cfg.json --max_steps 30`); `--help` lists them.
 """
 
+import json
 import logging
 import shutil
 import sys
@@ -30,6 +32,36 @@ from training.retrieval_trainer import RetrievalTrainer
 
 logger = logging.getLogger(__name__)
 
+DESCRIPTION = """\
+Fine-tune a text-to-video retrieval model (T2V2T, or the X-Pool / CRET / dual-encoder baselines) with the plain
+transformers Trainer: VTC + VTM losses, evaluation of the validation split by retrieval (embedding and reranked
+recall), the checkpoint with the best validation mean recall kept, the test split reported once at the end, and
+the result saved as a Hub-ready folder (safetensors, config with auto_map, processor, code).
+
+Arguments come from the command line, from one JSON config file, or from a JSON config file followed by
+overrides (the file's values, then the options given). training/configs/ has ready configs.
+
+The main arguments (all of them are listed below):
+  model (one source)  --model_name_or_path CKPT | --vision_model_name_or_path + --text_model_name_or_path |
+                      --clip_model_name_or_path CLIP (X-Pool) | --model_config '{...}' (from scratch)
+  data                --train_data '[{"builder": "msrvtt", "split": "train_9k", ...}]'  --validation_data '{...}'
+                      --test_data '{...}'  --k_test 128 (candidates reranked per query at evaluation)
+  training            --output_dir DIR  --max_steps / --num_train_epochs  --learning_rate
+                      --per_device_train_batch_size  --bf16  --resume_from_checkpoint true
+"""
+
+EXAMPLES = """\
+examples:
+  python training/finetune.py training/configs/synthetic_finetune.json
+  python training/finetune.py training/configs/synthetic_finetune.json --max_steps 30 --output_dir outputs/try
+  accelerate launch training/finetune.py training/configs/msrvtt_finetune.json
+  python -m training.finetune --model_name_or_path CKPT --output_dir outputs/run \\
+      --train_data '[{"builder": "msrvtt", "split": "train_9k", "annotation_dir": "msrvtt_data", "video_root": "videos"}]'
+
+A JSON config's keys are the option names without "--"; keys starting with "_" are comments. The run's effective
+configuration is saved as OUTPUT_DIR/training_config.json (evaluate_retrieval.py and push_to_hub.py read it).
+"""
+
 
 def metrics_table(metrics: dict, prefix: str) -> str:
     runs = {stage: {name[len(f"{prefix}_{stage}_"):]: value for name, value in metrics.items()
@@ -44,9 +76,11 @@ def _cpu_has_native_bf16() -> bool:
         return True  # unknown: do not warn
 
 
-def main(argv=None, pretraining: bool = False):
+def main(argv=None, pretraining: bool = False, description: str = DESCRIPTION, examples: str = EXAMPLES):
     argv = sys.argv[1:] if argv is None else argv
-    model_args, data_args, training_args = parse_arguments((ModelArguments, DataArguments, TrainingArguments), argv)
+    (model_args, data_args, training_args), run_config = parse_arguments(
+        (ModelArguments, DataArguments, TrainingArguments), argv, description=description, epilog=examples,
+        return_config=True)
     # The collator decodes paths and tokenises captions itself: keep the dataset columns it reads.
     training_args.remove_unused_columns = False
     # Checkpoints are selected by validation retrieval, which has no loss (transformers' default metric).
@@ -96,8 +130,12 @@ def main(argv=None, pretraining: bool = False):
     if trainer.is_world_process_zero():
         save_hub_folder(trainer.model, processor, training_args.output_dir)
         trainer.save_state()
-        if len(argv) == 1 and argv[0].endswith(".json"):  # the run's config travels with it (push_to_hub reads it)
+        # The run's config travels with it (push_to_hub and evaluate_retrieval read it): the file itself, or the
+        # file's values with the command-line overrides applied.
+        if run_config is not None and len(argv) == 1:
             shutil.copyfile(argv[0], Path(training_args.output_dir) / "training_config.json")
+        elif run_config is not None:
+            (Path(training_args.output_dir) / "training_config.json").write_text(json.dumps(run_config, indent=2))
 
     # 5. The test split, once, after selection.
     test_metrics = None

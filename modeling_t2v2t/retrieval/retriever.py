@@ -47,6 +47,7 @@ from tqdm.auto import tqdm
 from transformers.utils import logging
 
 from .index import EmbeddingIndex, create_index, load_index
+from .video_files import VIDEO_EXTENSIONS, find_videos
 
 logger = logging.get_logger(__name__)
 
@@ -236,7 +237,14 @@ class VideoRetriever:
                 video_ids = list(videos["video_id"])
             items = list(videos["video"])
             paths = [item.get("path") if isinstance(item, dict) else item for item in items]
+        elif isinstance(videos, (str, os.PathLike)) and os.path.isdir(videos):
+            paths = find_videos(videos).paths
+            if not paths:
+                raise ValueError(f"No video files found in {os.fspath(videos)} (searched recursively for "
+                                 f"{', '.join(VIDEO_EXTENSIONS)}).")
         elif isinstance(videos, (str, os.PathLike)):
+            if not os.path.exists(videos):
+                raise FileNotFoundError(f"{os.fspath(videos)} is neither a video file nor a folder of videos.")
             paths = [videos]
         else:
             paths = list(videos)
@@ -290,8 +298,10 @@ class VideoRetriever:
         Decode, encode and add videos to the index; can be called again to add more.
 
         Args:
-            videos: a list of video file paths, or a `datasets.Dataset` with a "video" column of paths (and a
-                "video_id" column, used as ids when present), e.g. a `processing.builders` dataset.
+            videos: a folder (searched recursively for video files by extension, see `video_files.find_videos`;
+                `ValueError` if it holds none), a list of video file paths, or a `datasets.Dataset` with a "video"
+                column of paths (and a "video_id" column, used as ids when present), e.g. a `processing.builders`
+                dataset.
             video_ids (*optional*): one unique id per video; default: the path (or the dataset's "video_id").
             batch_size (`int`, defaults to 8): videos encoded together.
             num_workers (`int`, defaults to 0): threads decoding the next batch while this one is encoded.
