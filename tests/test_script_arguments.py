@@ -50,6 +50,7 @@ def test_help_after_a_config_file_shows_the_help(tmp_path, capsys):
 def base_config(tmp_path: Path) -> dict:
     return {"_comment": "ignored", "model_config": {"fusion_mode": "none"}, "output_dir": str(tmp_path / "run"),
             "max_steps": 500, "learning_rate": 3e-4, "k_test": 16, "use_cpu": True, "report_to": "none",
+            "train_data": [{"builder": "synthetic", "split": "train"}],
             "validation_data": {"builder": "synthetic", "split": "val"}, "load_best_model_at_end": True,
             "eval_strategy": "steps", "save_strategy": "steps"}
 
