@@ -369,7 +369,8 @@ class T2V2TVideoProcessor(BaseVideoProcessor):
     def check_compatible(self, vision_config: T2V2TVisionConfig) -> None:
         """Raise `ValueError` if this processor's frames do not have the model's `image_size`.
 
-        A different frame count only logs a warning: the model interpolates its temporal position embedding.
+        A different frame count only logs a warning: the model takes the first rows of its temporal position embedding
+        (fewer frames) or interpolates it (more frames).
         `vision_config` may also be a `T2V2TConfig`.
         """
         vision_config = getattr(vision_config, "vision_config", vision_config)
@@ -383,7 +384,8 @@ class T2V2TVideoProcessor(BaseVideoProcessor):
         if self.num_frames != vision_config.num_frames:
             logger.warning(
                 f"{type(self).__name__} samples num_frames={self.num_frames} frames but the model was configured for "
-                f"num_frames={vision_config.num_frames}; its temporal position embedding will be interpolated."
+                f"num_frames={vision_config.num_frames}; its temporal position embedding will be cut to the first rows "
+                "(fewer frames) or interpolated (more frames)."
             )
 
     def preprocess(self, videos, **kwargs) -> BatchFeature:
