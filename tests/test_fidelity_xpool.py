@@ -67,8 +67,8 @@ def test_clip_backbone_frames_match_clips_own_processor(height, width, clip_fold
     assert ours.shape == expected.shape == (2, 3, 32, 32)
     torch.testing.assert_close(ours, expected, rtol=0, atol=1e-5)
     # A square resize (the former preprocessing) squashes the frame: visibly different pixels.
-    square = T2V2TVideoProcessor.from_image_processor(clip_processor, num_frames=2,
-                                                      size={"height": 32, "width": 32})(frames)["pixel_values_videos"][0]
+    squashing = T2V2TVideoProcessor.from_image_processor(clip_processor, num_frames=2, size={"height": 32, "width": 32})
+    square = squashing(frames)["pixel_values_videos"][0]
     assert (square - expected).abs().max() > 0.1
 
 
