@@ -70,8 +70,8 @@ class T2V2TVisionConfig(PreTrainedConfig):
     Configuration of the T2V2T video encoder: a BEiT/ViT image transformer applied to every frame, with a
     TimeSformer-style temporal attention after each spatial block (`x + scale * DropPath(MHA_time(LN(x)))`, `scale`
     a scalar initialised to `temporal_scale_init_value`, 0 by default so a freshly initialised model equals the
-    image model frame by frame) and a learnable temporal position embedding (zero init) that is linearly
-    interpolated when a clip has a different number of frames than `num_frames`.
+    image model frame by frame; the identity on 1-frame clips) and a learnable temporal position embedding (zero
+    init) of `num_frames` rows: shorter clips take its first rows, longer ones a linear interpolation (VindLU's rule).
 
     The defaults are those of `microsoft/beit-base-patch16-224-pt22k-ft22k` (relative position bias, layer scale
     0.1, mean pooling, no key bias). For a ViT checkpoint set `key_bias=True`, `layer_scale_init_value=0.0`,

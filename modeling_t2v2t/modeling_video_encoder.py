@@ -3,8 +3,9 @@ attention after each spatial block (VindLU's design).
 
 Module and parameter names mirror transformers' `BeitModel`/`ViTModel` (v5 names: `layers.N.attention.q_proj`,
 `layers.N.mlp.fc1`, ...), so an image checkpoint's state dict loads into this encoder key for key; only the
-temporal modules are new. With one frame and every temporal gate at 0 the encoder computes exactly the image
-model's function.
+temporal modules are new. With one frame the encoder computes exactly the image model's function (plus the
+first temporal position embedding row, zero when started from an image model), whatever the temporal gates: as in
+VindLU, temporal attention is the identity on a 1-frame clip.
 """
 
 import functools
@@ -69,10 +70,14 @@ class T2V2TVisionEmbeddings(nn.Module):
         self.dropout = nn.Dropout(config.hidden_dropout_prob)
 
     def temporal_embedding(self, num_frames: int) -> torch.Tensor:
-        """(1, T, 1, D) temporal embedding, linearly interpolated when T differs from the training frame count."""
+        """
+        (1, T, 1, D) temporal embedding for a T-frame clip, by VindLU's rule: the first T rows when T is at most the
+        table's size (e.g. a 12-frame model on 4-frame clips), linear interpolation of the whole table only when T
+        exceeds it.
+        """
         embedding = self.temporal_position_embeddings
-        if num_frames == embedding.shape[1]:
-            return embedding
+        if num_frames <= embedding.shape[1]:
+            return embedding[:, :num_frames]
         resized = F.interpolate(embedding[0, :, 0].T[None], size=num_frames, mode="linear", align_corners=False)
         return resized[0].T[None, :, None, :]
 
@@ -154,7 +159,11 @@ class VisionMLP(nn.Module):
 
 
 class TemporalAttention(nn.Module):
-    """`x + gate * DropPath(MHA over time(LN(x)))` for every token position; `gate` is a learnable scalar."""
+    """
+    `x + gate * DropPath(MHA over time(LN(x)))` for every token position; `gate` is a learnable scalar. The identity
+    on a 1-frame clip (images, 1-frame videos), as VindLU's timesformer block: attending over one frame would still
+    add `gate * o_proj(v_proj(LN(x)))`.
+    """
 
     def __init__(self, config: T2V2TVisionConfig, drop_path_rate: float):
         super().__init__()
@@ -165,6 +174,8 @@ class TemporalAttention(nn.Module):
 
     def forward(self, hidden_states: torch.Tensor) -> torch.Tensor:
         batch, frames, length, width = hidden_states.shape
+        if frames == 1:
+            return hidden_states
         over_time = hidden_states.transpose(1, 2).reshape(batch * length, frames, width)  # (B*L, T, D)
         update = self.attention(self.norm(over_time)).view(batch, length, frames, width).transpose(1, 2)
         return hidden_states + self.gate * self.drop_path(update)

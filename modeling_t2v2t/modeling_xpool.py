@@ -4,7 +4,8 @@ A caption attends over a video's frames: with a shared LayerNorm on the text fea
 `q = Wq·t`, `K = Wk·F`, `V = Wv·F` (one head, identity-initialised weights, zero biases), attention
 `softmax(K·q/√d)` over the frames, `a = LN(out_proj(Vᵀ·attention))`, then `LN(a + Dropout(W·a))`. That gives one
 pooled video embedding per (text, video) pair; the score is its cosine with the raw text feature, trained with a
-symmetric InfoNCE scaled by CLIP's logit scale (clamped to at most ln 100).
+symmetric InfoNCE scaled by CLIP's logit scale (kept at most ln 100 by clamping the parameter, as X-Pool does,
+so it keeps its gradient).
 
 Since the pooled embedding depends on the text, all-pairs similarity is not one matrix product: K and V depend
 only on the video, so `encode_video` caches them and `retrieval_similarity` pools for one chunk of texts at a time
@@ -205,9 +206,23 @@ class XPoolModel(XPoolPreTrainedModel):
 
     @property
     def logit_scale_value(self) -> torch.Tensor:
-        """exp(log logit scale clamped to at most `logit_scale_max`): CLIP's own parameter with the CLIP backbone."""
+        """
+        exp(log logit scale), at most exp(`logit_scale_max`): CLIP's own parameter with the CLIP backbone.
+
+        X-Pool's trainer clamps the parameter in place after each optimizer step, so the forward pass uses it
+        unclamped and it always gets its gradient. Clamping inside the forward pass instead (`clamp(max=...)`) would
+        cut the gradient whenever the parameter sits above the bound, as CLIP's pretrained value (4.6052 > ln 100)
+        does. So in training the parameter itself is clamped in place before use (the same sequence as X-Pool's:
+        step, clamp, forward); outside training it is only read through a clamp.
+        """
         parameter = self.clip.logit_scale if self.config.backbone == "clip" else self.logit_scale
-        return parameter.clamp(max=self.config.logit_scale_max).exp()
+        bound = self.config.logit_scale_max
+        if self.training and torch.is_grad_enabled():
+            if bool(parameter.detach() > bound):  # in place only when needed: no version bump in the common case
+                with torch.no_grad():
+                    parameter.clamp_(max=bound)
+            return parameter.exp()
+        return parameter.clamp(max=bound).exp()
 
     # ----- features -------------------------------------------------------------------------------------------
     def text_features(self, input_ids, attention_mask=None, token_type_ids=None) -> torch.Tensor:

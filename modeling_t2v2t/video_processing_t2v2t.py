@@ -337,20 +337,25 @@ class T2V2TVideoProcessor(BaseVideoProcessor):
         )
 
     @classmethod
-    def from_image_processor(cls, image_processor, **overrides) -> "T2V2TVideoProcessor":
+    def from_image_processor(cls, image_processor, geometry: bool = False, **overrides) -> "T2V2TVideoProcessor":
         """A processor using the normalisation (`image_mean`, `image_std`, `resample`) of an image checkpoint.
 
         `image_processor` is an image processor or a local folder / Hub id whose `preprocessor_config.json`
-        `AutoImageProcessor` can load (e.g. a BEiT or ViT checkpoint). `overrides` set anything else, e.g.
-        `num_frames`, and win over the image processor's values.
+        `AutoImageProcessor` can load (e.g. a BEiT or ViT checkpoint). With `geometry=True` its resize and crop are
+        taken too (`do_resize`, `size`, `do_center_crop`, `crop_size`): a CLIP processor's shortest-edge resize and
+        centre crop, so frames are preprocessed as CLIP's own processor preprocesses images (X-Pool on CLIP).
+        Without it, frames are resized to `size` (square by default), VindLU's preprocessing. `overrides` set
+        anything else, e.g. `num_frames`, and win over the image processor's values.
         """
         if isinstance(image_processor, (str, os.PathLike)):
             image_processor = AutoImageProcessor.from_pretrained(image_processor)
-        taken = {
-            key: getattr(image_processor, key)
-            for key in ("image_mean", "image_std", "resample")
-            if getattr(image_processor, key, None) is not None
-        }
+        names = ("image_mean", "image_std", "resample")
+        if geometry:
+            names += ("do_resize", "size", "do_center_crop", "crop_size")
+        taken = {key: getattr(image_processor, key) for key in names if getattr(image_processor, key, None) is not None}
+        for key in ("size", "crop_size"):  # SizeDict -> the plain dict the constructor takes
+            if key in taken and not isinstance(taken[key], dict):
+                taken[key] = {name: value for name, value in dict(taken[key]).items() if value is not None}
         logger.info(f"Taking {taken} from {type(image_processor).__name__}.")
         return cls(**{**taken, **overrides})
 
@@ -369,7 +374,8 @@ class T2V2TVideoProcessor(BaseVideoProcessor):
     def check_compatible(self, vision_config: T2V2TVisionConfig) -> None:
         """Raise `ValueError` if this processor's frames do not have the model's `image_size`.
 
-        A different frame count only logs a warning: the model interpolates its temporal position embedding.
+        A different frame count only logs a warning: the model takes the first rows of its temporal position embedding
+        (fewer frames) or interpolates it (more frames).
         `vision_config` may also be a `T2V2TConfig`.
         """
         vision_config = getattr(vision_config, "vision_config", vision_config)
@@ -383,7 +389,8 @@ class T2V2TVideoProcessor(BaseVideoProcessor):
         if self.num_frames != vision_config.num_frames:
             logger.warning(
                 f"{type(self).__name__} samples num_frames={self.num_frames} frames but the model was configured for "
-                f"num_frames={vision_config.num_frames}; its temporal position embedding will be interpolated."
+                f"num_frames={vision_config.num_frames}; its temporal position embedding will be cut to the first rows "
+                "(fewer frames) or interpolated (more frames)."
             )
 
     def preprocess(self, videos, **kwargs) -> BatchFeature:

@@ -223,9 +223,11 @@ def test_embeddings_follow_the_configured_frames_and_image_size(source, tmp_path
 
     more_frames = convert_vindlu_checkpoint(path, config_overrides={**TOKEN_IDS, "vision_config": {"num_frames": 5}})
     key = "t2v2t.vision_model.embeddings.temporal_position_embeddings"
-    assert more_frames.resized_keys == {key[len("t2v2t."):]: ((1, 3, 1, 32), (1, 5, 1, 32))}
-    # Interpolated as T2V2T does at run time: the converted 5-frame model equals the 3-frame one on 5-frame clips.
-    clips = tiny_inputs(source.config, frames=5)["pixel_values_videos"]
+    assert {k: v[:2] for k, v in more_frames.resized_keys.items()} == {
+        key[len("t2v2t."):]: ((1, 3, 1, 32), (1, 5, 1, 32))}
+    # VindLU's start point: the checkpoint's rows, then zero rows (tests/test_fidelity_conversion.py); so on clips
+    # the checkpoint's table covers, the converted 5-frame model equals the 3-frame one.
+    clips = tiny_inputs(source.config, frames=3)["pixel_values_videos"]
     with torch.no_grad():
         torch.testing.assert_close(more_frames.model.t2v2t.get_video_features(clips),
                                    source.t2v2t.get_video_features(clips), rtol=1e-6, atol=1e-6)

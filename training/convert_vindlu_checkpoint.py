@@ -1,10 +1,11 @@
 """Convert an official VindLU checkpoint (github.com/klauscc/VindLU, e.g. its 5M-pretrained `ckpt_best.pth`) into a
 T2V2T checkpoint: VindLU's weights renamed into T2V2T's modules, the text->video (T2V2T fusion) layers newly
-initialised, temporal/position embeddings interpolated to the chosen frame count and image size.
+initialised, temporal/position embeddings resized to the chosen frame count and image size as VindLU resizes them
+(temporal rows cut, or padded with zero rows; BEiT's relative position tables by its geometric-progression cubic rule).
 
     python training/convert_vindlu_checkpoint.py vindlu_5m/ckpt_best.pth checkpoints/t2v2t-pretrained-5m \\
         --tokenizer bert-base-uncased --num-frames 12
-    python training/convert_vindlu_checkpoint.py ckpt.pth out --fusion-mode v2t     # exactly VindLU's model
+    python training/convert_vindlu_checkpoint.py ckpt.pth out --fusion-mode v2t     # VindLU's model and match score
     python training/convert_vindlu_checkpoint.py ckpt.pth out --config overrides.json
 
 The model is sized like the checkpoint; `--config` (T2V2TConfig fields as JSON, e.g. a T2V2T config.json or just
@@ -30,8 +31,10 @@ def parse_args(argv):
     parser.add_argument("output_dir", help="folder for the T2V2T checkpoint (safetensors)")
     parser.add_argument("--config", help="JSON file of T2V2TConfig fields overriding those inferred from the weights")
     parser.add_argument("--fusion-mode", choices=FUSION_MODES, help="default: t2v2t (v2t = VindLU's own model)")
-    parser.add_argument("--num-frames", type=int, help="frames the temporal embedding is sized for (interpolated)")
-    parser.add_argument("--image-size", type=int, help="frame size (position biases are interpolated)")
+    parser.add_argument("--num-frames", type=int,
+                        help="frames the temporal embedding is sized for (VindLU: first rows, or new zero rows)")
+    parser.add_argument("--image-size", type=int, help="frame size (relative position tables resized by BEiT's "
+                                                          "geometric-progression cubic rule)")
     parser.add_argument("--model-class", choices=("auto", "model", "pretraining"), default="auto",
                         help="T2V2TModel, T2V2TForPreTraining (keeps the MLM head) or auto (pretraining if the "
                              "checkpoint has an MLM head)")

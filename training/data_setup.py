@@ -37,6 +37,45 @@ def build_training_data(args: DataArguments) -> tuple[datasets.Dataset, datasets
     return caption_pairs(train), build_split(args.validation_data), build_split(args.test_data)
 
 
+def shared_videos(first: datasets.Dataset, second: datasets.Dataset) -> dict[str, list[str]]:
+    """The videos two splits share, `{"video": [paths], "video_id": [ids]}` (sorted; empty lists when disjoint)."""
+    shared = {}
+    for column in ("video", "video_id"):
+        if column in first.column_names and column in second.column_names:
+            shared[column] = sorted(set(first.unique(column)) & set(second.unique(column)))
+        else:
+            shared[column] = []
+    return shared
+
+
+def warn_shared_videos(train: datasets.Dataset, validation: datasets.Dataset | None,
+                       test: datasets.Dataset | None = None) -> int:
+    """
+    Log a warning when the validation split shares videos (same path or same `video_id`) with the training data:
+    checkpoints selected on it would be selected on videos they trained on (e.g. MSR-VTT's official `validate`
+    split lies inside both the 7k and 9k training splits). Also warns when validation shares videos with the test
+    split (selection would then see test videos). Returns the number of shared training videos.
+    """
+    if validation is None:
+        return 0
+    overlap = 0
+    for other, name in ((train, "training"), (test, "test")):
+        if other is None:
+            continue
+        shared = shared_videos(other, validation)
+        count = max(len(shared["video"]), len(shared["video_id"]))
+        if count:
+            examples = (shared["video_id"] or shared["video"])[:3]
+            logger.warning(
+                "The validation split shares %d of its %d videos with the %s data (by path: %d, by video_id: %d; "
+                "e.g. %s): checkpoints selected on it are selected on %s videos. Use a disjoint validation split, "
+                "or none (validation_data null) to keep the last checkpoint.", count, len(validation), name,
+                len(shared["video"]), len(shared["video_id"]), examples, name)
+        if other is train:
+            overlap = count
+    return overlap
+
+
 def training_collator(args: DataArguments, processor, num_frames: int | None = None) -> VideoTextCollator:
     return VideoTextCollator(processor, num_frames=num_frames, train=True, backend=args.decode_backend,
                              skip_bad=args.skip_bad, max_words=args.max_words,
@@ -58,4 +97,4 @@ def media_batch_sampler(pairs: datasets.Dataset, batch_size: int, seed: int, dro
 
 
 __all__ = ["build_training_data", "build_split", "training_collator", "gallery_loaders",
-           "media_batch_sampler"]
+           "media_batch_sampler", "shared_videos", "warn_shared_videos"]

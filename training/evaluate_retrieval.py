@@ -20,7 +20,7 @@ from transformers.utils import cached_file
 
 import modeling_t2v2t  # noqa: F401  (registers the Auto classes)
 from modeling_t2v2t.retrieval.evaluation import evaluate_two_stage
-from modeling_t2v2t.retrieval.metrics import format_metrics_table
+from modeling_t2v2t.retrieval.metrics import V2T_CONVENTIONS, format_metrics_table
 from processing.batching import retrieval_loaders
 from processing.builders import BUILDERS, build
 from training.arguments import ModelArguments, parse_arguments, parse_json_argument
@@ -71,12 +71,18 @@ class EvaluationArguments:
     token_dtype: str = field(default="float16", metadata={"help": "Storage of cached video tokens: float16/float32."})
     max_memory_gb: float = field(default=1.0, metadata={"help": "Video tokens kept in memory; beyond, on disk."})
     output_file: str | None = field(default=None, metadata={"help": "Where to write the metrics as JSON."})
+    v2t_convention: str = field(default="best_caption", metadata={
+        "help": "Video->text with several captions per video: best_caption (VindLU: a video's best caption among "
+                "all captions) or per_video (CLIP4Clip/X-Pool: each video's best caption score, ranked among "
+                "videos)."})
     trust_remote_code: bool = False
 
     def __post_init__(self):
         self.dataset_kwargs = parse_json_argument(self.dataset_kwargs, "dataset_kwargs") or {}
         if self.dataset not in BUILDERS:
             raise ValueError(f"--dataset {self.dataset!r} is not one of {sorted(BUILDERS)}.")
+        if self.v2t_convention not in V2T_CONVENTIONS:
+            raise ValueError(f"--v2t_convention must be one of {sorted(V2T_CONVENTIONS)}, got {self.v2t_convention!r}.")
         if self.token_dtype not in ("float16", "float32"):
             raise ValueError(f"--token_dtype must be float16 or float32, got {self.token_dtype!r}.")
 
@@ -136,15 +142,17 @@ def main(argv=None) -> dict:
     result = evaluate_two_stage(
         model, captions, videos, text_to_video, num_videos, k=k, rerank=None if k_value != 0 else False,
         pair_batch_size=args.pair_batch_size, token_dtype=np.dtype(args.token_dtype),
-        max_memory_bytes=int(args.max_memory_gb * 2**30))
+        max_memory_bytes=int(args.max_memory_gb * 2**30), v2t_convention=args.v2t_convention)
 
     # 4. Report.
     print(f"Rerank depth: {k_statement}")
     print(format_metrics_table(result.metrics))
+    print("\n".join(f"{direction}: {label}" for direction, label in result.conventions.items()))
     report = {"model": args.model_name_or_path, "model_class": type(model).__name__, "dataset": args.dataset,
               "dataset_kwargs": args.dataset_kwargs, "num_texts": len(text_to_video), "num_videos": num_videos,
               "k": k_value, "k_source": k_source, "reranked": "reranked" in result.metrics,
               "num_pairs_scored": result.num_pairs_scored, "timings_s": result.timings, "metrics": result.metrics,
+              "metric_conventions": result.conventions,
               "skipped_while_building": len(skipped)}
     if args.output_file:
         Path(args.output_file).parent.mkdir(parents=True, exist_ok=True)

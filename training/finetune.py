@@ -27,6 +27,7 @@ from modeling_t2v2t.retrieval.metrics import format_metrics_table
 from processing.text_cleaning import clean_caption
 from training.arguments import DataArguments, ModelArguments, parse_arguments
 from training.data_setup import build_training_data, gallery_loaders, media_batch_sampler, training_collator
+from training.data_setup import warn_shared_videos
 from training.model_factory import load_model_and_processor
 from training.retrieval_trainer import RetrievalTrainer
 
@@ -102,6 +103,7 @@ def main(argv=None, pretraining: bool = False, description: str = DESCRIPTION, e
     # 1. Data (rendered / built once, by the main process first).
     with training_args.main_process_first(desc="building datasets"):
         train_pairs, validation, test = build_training_data(data_args)
+    warn_shared_videos(train_pairs, validation, test)
     logger.info("Training on %d caption-video pairs; validation %s videos; test %s videos", len(train_pairs),
                 len(validation) if validation is not None else "no", len(test) if test is not None else "no")
 

@@ -109,10 +109,10 @@ def load_model_and_processor(args: ModelArguments, pretraining: bool, captions=N
         if model_type != "xpool":
             raise ValueError(f"--clip_model_name_or_path starts an X-Pool model, not model_type={model_type!r}.")
         model = model_class_for("xpool", pretraining).from_clip_pretrained(args.clip_model_name_or_path, **overrides)
-        image_size = model.config.clip_config.vision_config.image_size
+        # CLIP's own preprocessing (shortest-edge resize, centre crop, CLIP mean/std), as X-Pool feeds CLIP.
         video_processor = T2V2TVideoProcessor.from_image_processor(
-            AutoImageProcessor.from_pretrained(args.clip_model_name_or_path),
-            num_frames=args.num_frames or XPOOL_NUM_FRAMES, size={"height": image_size, "width": image_size})
+            AutoImageProcessor.from_pretrained(args.clip_model_name_or_path), geometry=True,
+            num_frames=args.num_frames or XPOOL_NUM_FRAMES)
         processor = T2V2TProcessor(video_processor, AutoTokenizer.from_pretrained(args.clip_model_name_or_path),
                                    max_length=args.max_length)
     else:

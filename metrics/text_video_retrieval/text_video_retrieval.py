@@ -14,8 +14,10 @@ from modeling_t2v2t.retrieval.metrics import retrieval_metrics
 _DESCRIPTION = """
 Text-video retrieval metrics from a caption-by-video similarity matrix, the numbers text-video retrieval papers
 report: R@K (recall at K, in percent), MdR (median rank) and MnR (mean rank, 1-based), for text->video (every
-caption is a query; rank of its ground-truth video among all videos) and video->text (every video is a query; rank
-of its best-ranked caption among all captions, so several captions per video are allowed). Also RSum (R@1 + R@5 +
+caption is a query; rank of its ground-truth video among all videos) and video->text (every video is a query; by
+default the rank of its best-ranked caption among all captions, so several captions per video are allowed;
+v2t_convention="per_video" ranks each video's best caption score among the videos instead, as CLIP4Clip's
+multi-sentence evaluation and X-Pool do). Also RSum (R@1 + R@5 +
 R@10 per direction) and mean_recall (mean of the six R@1/5/10 values, for model selection).
 
 Ties count with their expectation under random tie-breaking (identical to the usual definition when nothing ties).
@@ -33,6 +35,8 @@ Args:
     references (`list` of `int`): the ground-truth video index (0 <= index < num_videos) of each caption.
     recall_at (`tuple` of `int`, defaults to `(1, 5, 10, 50)`): the K of the reported R@K.
     chunk_size (`int`, defaults to 1024): queries compared at a time (bounds intermediate memory).
+    v2t_convention (`str`, defaults to `"best_caption"`): multi-caption video->text ranking, `"best_caption"`
+        (VindLU) or `"per_video"` (CLIP4Clip multi-sentence, X-Pool).
 
 Returns:
     `dict` of `float`: `t2v_R1`, `t2v_R5`, `t2v_R10`, `t2v_R50`, `t2v_MdR`, `t2v_MnR`, `t2v_RSum`, the same with
@@ -76,10 +80,12 @@ class TextVideoRetrieval(evaluate.Metric):
             reference_urls=["https://arxiv.org/abs/2104.08860"],
         )
 
-    def _compute(self, predictions, references, recall_at=(1, 5, 10, 50), chunk_size=1024):
+    def _compute(self, predictions, references, recall_at=(1, 5, 10, 50), chunk_size=1024,
+                 v2t_convention="best_caption"):
         lengths = sorted({len(row) for row in predictions})
         if len(lengths) > 1:
             raise ValueError(f"every prediction row must score all videos; got rows of lengths {lengths}")
         similarity = np.asarray(predictions, dtype=np.float32)  # (num_texts, num_videos)
         text_to_video = np.asarray(references, dtype=np.int64)  # (num_texts,)
-        return retrieval_metrics(similarity, text_to_video, recall_at=recall_at, chunk_size=chunk_size)
+        return retrieval_metrics(similarity, text_to_video, recall_at=recall_at, chunk_size=chunk_size,
+                                 v2t_convention=v2t_convention)

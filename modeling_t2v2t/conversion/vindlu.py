@@ -17,7 +17,10 @@ VindLU key (`torch.load(path)["model"]`)                       -> T2V2T key
   vision_layernorm, vision_proj, text_proj, temp, itm_head       -> the same names
 
 T2V2T's text→video layers (`t2v_layers.*`) do not exist in VindLU: they are newly initialised and reported as
-missing keys. With `fusion_mode="v2t"` the converted model computes exactly VindLU's function.
+missing keys. With `fusion_mode="v2t"` the converted model computes VindLU's function (VTC similarity, VTM logits,
+at every frame count) and scores pairs with VindLU's match logit (`rerank_score="vtm"`); README "Fidelity" lists
+what is and is not identical. Resizing follows VindLU: the temporal table is cut or padded with zero rows, BEiT's
+relative position tables are resampled by its geometric-progression cubic rule.
 
 ```python
 >>> from modeling_t2v2t.conversion.vindlu import convert_vindlu_checkpoint, save_converted
@@ -263,6 +266,9 @@ def vindlu_config(state: dict, overrides: dict | None = None) -> T2V2TConfig:
         value = fields.get(name)
         if value is not None and not isinstance(value, dict):
             fields[name] = value.to_dict()
+    if fields.get("fusion_mode") == "v2t" and "rerank_score" not in overrides:
+        # VindLU ranks its top-k candidates by the match logit itm_head(...)[:, 1] alone.
+        fields["rerank_score"] = "vtm"
     config = T2V2TConfig(**fields)
     temporal_heads = config.vision_config.hidden_size // 64
     if config.vision_config.use_temporal_attention and temporal_heads != config.vision_config.num_attention_heads:
@@ -274,27 +280,112 @@ def vindlu_config(state: dict, overrides: dict | None = None) -> T2V2TConfig:
 
 
 # ----- resizing ----------------------------------------------------------------------------------------------------
+# The rule each kind of resized weight follows; `conversion_report.json` names it for every resized weight.
+RESIZE_RULES = {
+    "relative_position_bias_table": (
+        "beit_geometric_progression_cubic: BEiT's and VindLU's interpolate_pos_relative_bias_beit (offsets on a "
+        "geometric progression, not-a-knot cubic spline as SciPy's interp2d kind='cubic'; [CLS] entries kept)"),
+    "temporal_position_embeddings": (
+        "vindlu_first_rows_then_zeros: VindLU's load_temp_embed_with_mismatch (the first rows for fewer frames; the "
+        "checkpoint's rows followed by zero rows for more)"),
+    "position_embeddings": "bicubic_align_corners_false: VindLU's interpolate_pos_embed on the patch grid, [CLS] kept",
+    "text_position_embeddings": "first_rows: a shorter maximum caption length",
+}
+
+
+def geometric_progression_offsets(old_grid: int, new_grid: int) -> tuple[list[float], list[float]]:
+    """
+    BEiT's source and target coordinates for resizing an `old_grid`-wide grid of relative offsets to `new_grid`
+    (both odd, `2 * side - 1`): the source offsets are spaced on a geometric progression 1, q, q², ... whose sum over
+    half the old grid reaches half the new one (q found by bisection in [1.01, 1.5], as BEiT does), so short offsets
+    keep their spacing and long ones stretch; the targets are the integers -new_grid//2 .. new_grid//2.
+    """
+    half, target_half = old_grid // 2, new_grid // 2
+
+    def progression_sum(ratio: float) -> float:
+        return (1.0 - ratio ** half) / (1.0 - ratio)
+
+    left, right = 1.01, 1.5
+    while right - left > 1e-6:
+        ratio = (left + right) / 2.0
+        if progression_sum(ratio) > target_half:
+            right = ratio
+        else:
+            left = ratio
+    distances, current = [], 1.0
+    for i in range(half):
+        distances.append(current)
+        current += ratio ** (i + 1)
+    source = [-d for d in reversed(distances)] + [0.0] + distances
+    target = [float(offset) for offset in range(-target_half, target_half + 1)]
+    return source, target
+
+
+def not_a_knot_cubic_weights(knots, queries) -> torch.Tensor:
+    """
+    (len(queries), len(knots)) float64 matrix `W` such that `W @ y` evaluates, at `queries`, the not-a-knot cubic
+    spline through `(knots, y)` (the spline SciPy's `interp2d(kind="cubic")` fits along each axis of a grid:
+    FITPACK with s=0 places its interior knots at all but the two outermost points on each side). Queries outside
+    the knots take the nearest end value, as interp2d does. Hand-written because SciPy removed `interp2d` and is not
+    a dependency; the spline is linear in `y`, so one matrix serves every head.
+    """
+    x = torch.as_tensor(knots, dtype=torch.float64)
+    n = x.numel()
+    if n < 4:
+        raise ValueError(f"A cubic spline needs at least 4 knots, got {n} (a patch grid side of at least 3).")
+    h = x[1:] - x[:-1]
+    # Second derivatives M = A^-1 B y: C2 continuity at interior knots, third-derivative continuity at x[1], x[-2].
+    a = torch.zeros(n, n, dtype=torch.float64)
+    b = torch.zeros(n, n, dtype=torch.float64)
+    a[0, 0], a[0, 1], a[0, 2] = h[1], -(h[0] + h[1]), h[0]
+    a[-1, -3], a[-1, -2], a[-1, -1] = h[-1], -(h[-2] + h[-1]), h[-2]
+    for i in range(1, n - 1):
+        a[i, i - 1], a[i, i], a[i, i + 1] = h[i - 1], 2 * (h[i - 1] + h[i]), h[i]
+        b[i, i - 1], b[i, i], b[i, i + 1] = 6 / h[i - 1], -6 / h[i - 1] - 6 / h[i], 6 / h[i]
+    moments = torch.linalg.solve(a, b)  # (n, n): M = moments @ y
+
+    q = torch.as_tensor(queries, dtype=torch.float64).clamp(float(x[0]), float(x[-1]))
+    piece = (torch.searchsorted(x, q, right=True) - 1).clamp(0, n - 2)
+    left, right, width = x[piece], x[piece + 1], h[piece]
+    to_right, from_left = right - q, q - left
+    weights = torch.zeros(q.numel(), n, dtype=torch.float64)
+    rows = torch.arange(q.numel())
+    weights[rows, piece] += to_right / width
+    weights[rows, piece + 1] += from_left / width
+    weights += ((to_right ** 3 / width - to_right * width) / 6)[:, None] * moments[piece]
+    weights += ((from_left ** 3 / width - from_left * width) / 6)[:, None] * moments[piece + 1]
+    return weights
+
+
 def resize_relative_position_bias_table(table: torch.Tensor, side: int) -> torch.Tensor:
     """
-    BEiT's ((2s-1)² + 3, heads) table for another patch grid side: the (2s-1)×(2s-1) grid of relative offsets is
-    resized bicubically per head (as timm resizes these tables); the three [CLS] entries are kept.
+    BEiT's ((2s-1)² + 3, heads) table for another patch grid side, by BEiT's and VindLU's rule
+    (`interpolate_pos_relative_bias_beit`): each head's (2s-1)×(2s-1) grid of relative offsets is resampled by a
+    cubic spline from geometric-progression source offsets (`geometric_progression_offsets`) to the integer
+    offsets of the new grid; the three [CLS] entries are kept.
     """
     old_side = _table_side(table.shape[0], "relative_position_bias_table")
     if old_side == side:
         return table
     grid, cls_entries = table[:-3], table[-3:]
     old, new = 2 * old_side - 1, 2 * side - 1
-    grid = grid.T.reshape(1, -1, old, old).float()  # (1, heads, old, old)
-    grid = F.interpolate(grid, size=(new, new), mode="bicubic", align_corners=True)
+    weights = not_a_knot_cubic_weights(*geometric_progression_offsets(old, new))  # (new, old), both axes alike
+    grid = grid.T.reshape(-1, old, old).double()  # (heads, old, old)
+    grid = weights @ grid @ weights.T  # separable: the tensor-product spline is a 1-D spline along each axis
     return torch.cat([grid.reshape(-1, new * new).T.to(table.dtype), cls_entries])
 
 
 def resize_temporal_embedding(embedding: torch.Tensor, num_frames: int) -> torch.Tensor:
-    """(1, T, 1, D) -> (1, num_frames, 1, D) by linear interpolation, exactly as T2V2T resizes it at run time."""
-    if embedding.shape[1] == num_frames:
-        return embedding
-    resized = F.interpolate(embedding[0, :, 0].T[None].float(), size=num_frames, mode="linear", align_corners=False)
-    return resized[0].T[None, :, None, :].to(embedding.dtype)
+    """
+    (1, T, 1, D) -> (1, num_frames, 1, D) as VindLU sets up a model with another frame count
+    (`load_temp_embed_with_mismatch`): the first `num_frames` rows when fewer, the checkpoint's T rows followed by
+    zero rows when more. At run time the model then interpolates only clips longer than its table.
+    """
+    frames = embedding.shape[1]
+    if num_frames <= frames:
+        return embedding[:, :num_frames]
+    padding = embedding.new_zeros(1, num_frames - frames, *embedding.shape[2:])
+    return torch.cat([embedding, padding], dim=1)
 
 
 def resize_absolute_position_embedding(embedding: torch.Tensor, side: int) -> torch.Tensor:
@@ -313,20 +404,23 @@ def _fit(key: str, source_key: str, tensor: torch.Tensor, target: torch.Size, co
     if tensor.shape == target:
         return tensor
     vision = config.vision_config
+    rule = None
     if key.endswith("relative_position_bias_table") and tensor.shape[1] == target[1]:
-        fitted = resize_relative_position_bias_table(tensor, vision.image_size // vision.patch_size)
+        fitted, rule = resize_relative_position_bias_table(tensor, vision.image_size // vision.patch_size), \
+            "relative_position_bias_table"
     elif key.endswith("temporal_position_embeddings"):
-        fitted = resize_temporal_embedding(tensor, target[1])
+        fitted, rule = resize_temporal_embedding(tensor, target[1]), "temporal_position_embeddings"
     elif key == "vision_model.embeddings.position_embeddings":
-        fitted = resize_absolute_position_embedding(tensor, vision.image_size // vision.patch_size)
+        fitted, rule = resize_absolute_position_embedding(tensor, vision.image_size // vision.patch_size), \
+            "position_embeddings"
     elif key == "text_model.embeddings.position_embeddings.weight" and target[0] < tensor.shape[0]:
-        fitted = tensor[: target[0]]  # a shorter maximum caption length: the first positions
+        fitted, rule = tensor[: target[0]], "text_position_embeddings"  # a shorter maximum caption length
     else:
         fitted = tensor
     if fitted.shape != target:
         raise ValueError(f"VindLU weight {source_key} has shape {tuple(tensor.shape)} but T2V2T's {key} needs "
                          f"{tuple(target)}; do the config overrides change the model's size?")
-    resized[key] = (tuple(tensor.shape), tuple(target))
+    resized[key] = (tuple(tensor.shape), tuple(target), RESIZE_RULES[rule])
     return fitted
 
 
@@ -338,15 +432,15 @@ class VindLUConversion:
     `missing_keys`: T2V2T weights the checkpoint has no value for, newly initialised (e.g. `t2v_layers.*`);
     `unexpected_keys`: VindLU weights with no place in T2V2T, not converted; `ignored_keys`: VindLU buffers and
     aliases T2V2T recomputes (`relative_position_index`, `position_ids`, the MLM decoder's bias alias);
-    `resized_keys`: T2V2T key -> (checkpoint shape, converted shape); `key_map`: VindLU key -> T2V2T keys;
-    `notes`: other facts worth knowing.
+    `resized_keys`: T2V2T key -> (checkpoint shape, converted shape, the resize rule used, see `RESIZE_RULES`);
+    `key_map`: VindLU key -> T2V2T keys; `notes`: other facts worth knowing.
     """
 
     model: torch.nn.Module
     missing_keys: list[str]
     unexpected_keys: list[str]
     ignored_keys: list[str]
-    resized_keys: dict[str, tuple[tuple, tuple]] = field(default_factory=dict)
+    resized_keys: dict[str, tuple[tuple, tuple, str]] = field(default_factory=dict)
     key_map: dict[str, list[str]] = field(default_factory=dict)
     notes: list[str] = field(default_factory=list)
 
@@ -360,7 +454,8 @@ class VindLUConversion:
             lines.extend(f"  {key}" for key in keys)
         if self.resized_keys:
             lines.append(f"Resized: {len(self.resized_keys)}")
-            lines.extend(f"  {key}: {old} -> {new}" for key, (old, new) in sorted(self.resized_keys.items()))
+            lines.extend(f"  {key}: {old} -> {new} ({rule.split(':')[0]})"
+                         for key, (old, new, rule) in sorted(self.resized_keys.items()))
         lines.extend(f"Note: {note}" for note in self.notes)
         return "\n".join(lines)
 
@@ -368,8 +463,8 @@ class VindLUConversion:
         """JSON-serialisable record of the conversion (written as `conversion_report.json`)."""
         return {"model_class": type(self.model).__name__, "missing_keys": self.missing_keys,
                 "unexpected_keys": self.unexpected_keys, "ignored_keys": self.ignored_keys,
-                "resized_keys": {key: {"checkpoint": list(old), "converted": list(new)}
-                                 for key, (old, new) in self.resized_keys.items()},
+                "resized_keys": {key: {"checkpoint": list(old), "converted": list(new), "rule": rule}
+                                 for key, (old, new, rule) in self.resized_keys.items()},
                 "notes": self.notes}
 
 
@@ -494,7 +589,8 @@ def convert_vindlu_checkpoint(
     """
     Read a VindLU checkpoint and convert it (see module docstring). Without `config`, one sized like the checkpoint
     is inferred and updated with `config_overrides` (e.g. `{"fusion_mode": "v2t"}`,
-    `{"vision_config": {"num_frames": 12}}`); temporal and position embeddings are interpolated to the config.
+    `{"vision_config": {"num_frames": 12}}`); temporal and position embeddings are resized to the config by
+    VindLU's rules (see `RESIZE_RULES`).
     """
     state = load_vindlu_state_dict(path)
     if config is None:
@@ -543,6 +639,9 @@ __all__ = [
     "resize_absolute_position_embedding",
     "resize_relative_position_bias_table",
     "resize_temporal_embedding",
+    "geometric_progression_offsets",
+    "not_a_knot_cubic_weights",
+    "RESIZE_RULES",
     "save_converted",
     "vindlu_config",
 ]

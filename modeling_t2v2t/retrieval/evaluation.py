@@ -26,7 +26,7 @@ from tqdm.auto import tqdm
 from transformers.utils import logging
 
 from ..modeling_t2v2t import T2V2TTextEncoding, T2V2TVideoEncoding
-from .metrics import retrieval_metrics
+from .metrics import T2V_CONVENTION, V2T_CONVENTIONS, retrieval_metrics
 
 logger = logging.get_logger(__name__)
 
@@ -38,6 +38,7 @@ class TwoStageResult:
     encoder). `similarity`: (texts, videos) embedding similarity. `t2v_scores`/`v2t_scores`: (texts, videos) scores
     after reranking each direction's top-k (candidates carry the joint-encoder score, the others stay below them in
     embedding order). `num_pairs_scored`: joint-encoder evaluations. `timings`: seconds per stage.
+    `conventions`: which ranking convention produced the numbers of each direction (`{"t2v": ..., "v2t": ...}`).
     """
 
     metrics: dict[str, dict[str, float]]
@@ -46,6 +47,14 @@ class TwoStageResult:
     v2t_scores: torch.Tensor | None = None
     num_pairs_scored: int = 0
     timings: dict[str, float] = field(default_factory=dict)
+    conventions: dict[str, str] = field(default_factory=dict)
+
+
+def metric_conventions(v2t_convention: str = "best_caption") -> dict[str, str]:
+    """`{"t2v": ..., "v2t": "<name>: <what it ranks>"}`: the label evaluation output carries beside its numbers."""
+    if v2t_convention not in V2T_CONVENTIONS:
+        raise ValueError(f"v2t_convention={v2t_convention!r} is unknown: expected one of {sorted(V2T_CONVENTIONS)}.")
+    return {"t2v": T2V_CONVENTION, "v2t": f"{v2t_convention}: {V2T_CONVENTIONS[v2t_convention]}"}
 
 
 class VideoTokenStore:
@@ -201,6 +210,7 @@ def evaluate_two_stage(
     token_dtype=np.float16,
     max_memory_bytes: int = 2**30,
     progress: bool = True,
+    v2t_convention: str = "best_caption",
 ) -> TwoStageResult:
     """
     Evaluate text↔video retrieval of `model` on a gallery, embedding-only and reranked.
@@ -217,7 +227,10 @@ def evaluate_two_stage(
         rerank: `None` reranks when the model has a joint encoder; `True` on a dual encoder raises.
         token_dtype: storage precision of the cached video tokens (float16 halves memory; float32 is exact).
         max_memory_bytes: token store size kept in memory; beyond it the store is a memory-mapped file.
+        v2t_convention: multi-caption video→text ranking, `"best_caption"` (VindLU's) or `"per_video"`
+            (CLIP4Clip's and X-Pool's); `result.conventions` says which produced the numbers.
     """
+    conventions = metric_conventions(v2t_convention)
     has_joint = getattr(model.config, "has_joint_encoder", False)
     if rerank and not has_joint:
         what = "fusion_mode='none'" if getattr(model.config, "fusion_mode", None) == "none" else "an embedding model"
@@ -246,8 +259,8 @@ def evaluate_two_stage(
         else:
             similarity = (texts.text_embeds @ videos.T).float().cpu()
         timings["similarity"] = time.perf_counter() - started
-        metrics = {"embedding": retrieval_metrics(similarity, text_to_video)}
-        result = TwoStageResult(metrics=metrics, similarity=similarity, timings=timings)
+        metrics = {"embedding": retrieval_metrics(similarity, text_to_video, v2t_convention=v2t_convention)}
+        result = TwoStageResult(metrics=metrics, similarity=similarity, timings=timings, conventions=conventions)
         if not rerank:
             return result
 
@@ -263,8 +276,10 @@ def evaluate_two_stage(
     result.t2v_scores = _reranked(similarity, t2v_chosen, pair_scores)
     result.v2t_scores = _reranked(similarity, v2t_chosen, pair_scores)
     result.num_pairs_scored = int(pairs.sum())
-    metrics["reranked"] = retrieval_metrics(result.t2v_scores, text_to_video, similarity_v2t=result.v2t_scores)
+    metrics["reranked"] = retrieval_metrics(result.t2v_scores, text_to_video, similarity_v2t=result.v2t_scores,
+                                            v2t_convention=v2t_convention)
     return result
 
 
-__all__ = ["evaluate_two_stage", "TwoStageResult", "VideoTokenStore", "candidate_pairs", "score_candidates"]
+__all__ = ["evaluate_two_stage", "TwoStageResult", "VideoTokenStore", "candidate_pairs", "metric_conventions",
+           "score_candidates"]

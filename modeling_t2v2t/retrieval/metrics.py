@@ -5,11 +5,15 @@ Conventions (the ones papers in this field report):
 - `similarity[i, j]` scores caption `i` against video `j`; higher means more similar. `text_to_video[i]` is the
   index of caption `i`'s ground-truth video; a video may have several captions.
 - Text→video: every caption is a query; its rank is the position of its video among all videos.
-- Video→text: every video is a query; its rank is the position of its *best-ranked* caption among all captions
-  (several correct captions per video: the first hit counts).
+- Video→text: every video is a query; two conventions for several captions per video, chosen by `v2t_convention`:
+  `"best_caption"` (default; VindLU, and ours): the rank of the video's *best-ranked* caption among all captions
+  (the first hit counts); `"per_video"` (CLIP4Clip's multi-sentence evaluation, X-Pool): every video's captions
+  are pooled into one candidate scored by its best caption, and the query's own candidate is ranked among the
+  videos' candidates. R@1 is the same under both; R@5/R@10/MdR/MnR are not (per_video has V candidates, not N).
 - Recalls are percentages (0-100); ranks are 1-based.
 - Ties: the score of a query is its expectation under uniformly random tie-breaking (see `retrieval_metrics`).
-  Without ties this is the usual rank and the usual R@K.
+  Without ties this is the usual rank and the usual R@K. (CLIP4Clip's `compute_metrics` instead adds one rank
+  entry per tied position; Collaborative Experts breaks ties in the target's favour.)
 
 Ranks are counted chunk by chunk of queries (`(block > target).sum()`), never by sorting, so a 10k x 10k
 similarity matrix needs no intermediate larger than `chunk_size` rows of booleans.
@@ -30,6 +34,13 @@ DEFAULT_CHUNK_SIZE = 1024
 # R@1 + R@5 + R@10 (RSum) and their mean over both directions are what model selection uses.
 _SUMMARY_RECALLS = (1, 5, 10)
 _TABLE_COLUMNS = (("R@1", "R1"), ("R@5", "R5"), ("R@10", "R10"), ("MdR", "MdR"), ("MnR", "MnR"))
+# The multi-caption video→text conventions `v2t_convention` accepts, and what each one ranks.
+V2T_CONVENTIONS = {
+    "best_caption": "each video's best-ranked caption among all captions (VindLU)",
+    "per_video": "each video's captions pooled into one candidate scored by its best caption, ranked among the "
+                 "videos (CLIP4Clip multi-sentence, X-Pool)",
+}
+T2V_CONVENTION = "each caption's video among all videos"
 
 
 def _as_similarity(similarity, chunk_size: int) -> torch.Tensor:
@@ -125,6 +136,43 @@ def _video_to_text_counts(sim: torch.Tensor, targets: torch.Tensor, chunk_size: 
     return higher.numpy(), tied_positive.numpy(), tied_negative.numpy(), has_caption
 
 
+def _video_to_text_counts_per_video(sim: torch.Tensor, targets: torch.Tensor, chunk_size: int):
+    """
+    CLIP4Clip's / X-Pool's convention: candidate `g` for query video `v` scores `max over g's captions of
+    sim[caption, v]`; per video, against its own candidate: (#candidates strictly higher, 1, #other candidates tied),
+    and a mask of the videos that have at least one caption (the others are neither queries nor candidates).
+    """
+    num_videos = sim.shape[1]
+    has_caption_t = torch.bincount(targets, minlength=num_videos) > 0
+    has_caption = has_caption_t.cpu().numpy()
+    higher = torch.zeros(num_videos, dtype=torch.long)
+    tied = torch.zeros(num_videos, dtype=torch.long)
+    for start in range(0, num_videos, chunk_size):
+        stop = min(start + chunk_size, num_videos)
+        block = sim[:, start:stop]  # (N, C): every caption against these query videos
+        # (V, C): candidate g's best caption score for each query video; -inf for videos without captions.
+        pooled = torch.full((num_videos, stop - start), float("-inf"), dtype=torch.float64, device=sim.device)
+        pooled = pooled.scatter_reduce(0, targets[:, None].expand_as(block), block.double(), "amax")
+        own = pooled[torch.arange(start, stop, device=sim.device), torch.arange(stop - start, device=sim.device)]
+        candidates = pooled[has_caption_t]
+        higher[start:stop] = (candidates > own).sum(0, dtype=torch.int32).cpu()
+        tied[start:stop] = (candidates == own).sum(0, dtype=torch.int32).cpu() - 1
+    return higher.numpy(), np.ones(num_videos, dtype=np.int64), tied.numpy(), has_caption
+
+
+def _v2t_counts(sim: torch.Tensor, targets: torch.Tensor, chunk_size: int, convention: str):
+    if convention not in V2T_CONVENTIONS:
+        raise ValueError(f"v2t_convention={convention!r} is unknown: expected one of {sorted(V2T_CONVENTIONS)}.")
+    if convention == "per_video":
+        counts = _video_to_text_counts_per_video(sim, targets, chunk_size)
+        missing = int((~counts[3]).sum())
+        if missing:
+            logger.warning("%d of %d videos have no caption in text_to_video: they are neither video->text queries "
+                           "nor per-video candidates.", missing, sim.shape[1])
+        return counts
+    return _video_to_text_counts(sim, targets, chunk_size)
+
+
 def _expected_rank(higher: np.ndarray, positives: np.ndarray, negatives: np.ndarray) -> np.ndarray:
     # With `positives` correct and `negatives` wrong candidates tied in random order, each wrong one precedes all
     # correct ones with probability 1 / (positives + 1).
@@ -197,14 +245,17 @@ def ranks_text_to_video(similarity, text_to_video, *, chunk_size: int = DEFAULT_
     return _expected_rank(*_text_to_video_counts(sim, _as_targets(text_to_video, sim), chunk_size))
 
 
-def ranks_video_to_text(similarity, text_to_video, *, chunk_size: int = DEFAULT_CHUNK_SIZE) -> np.ndarray:
+def ranks_video_to_text(similarity, text_to_video, *, chunk_size: int = DEFAULT_CHUNK_SIZE,
+                        v2t_convention: str = "best_caption") -> np.ndarray:
     """
-    Rank (1-based) of each video's best-ranked caption among all captions, for per-query analysis.
+    Rank (1-based) of each video's best-ranked caption among all captions (`v2t_convention="best_caption"`), or of
+    its own captions among the videos' pooled captions (`"per_video"`, see `V2T_CONVENTIONS`), per query.
 
     Args:
         similarity: `(num_texts, num_videos)` torch tensor or array-like; higher = more similar. No NaN.
         text_to_video: `(num_texts,)` integer ground-truth video index of each caption.
         chunk_size: videos compared at a time (memory: `num_texts * chunk_size` booleans).
+        v2t_convention: `"best_caption"` or `"per_video"`.
 
     Returns:
         `(num_videos,)` float64 array: expected rank under random tie-breaking (integer-valued without ties).
@@ -222,8 +273,8 @@ def ranks_video_to_text(similarity, text_to_video, *, chunk_size: int = DEFAULT_
     """
     _check_chunk_size(chunk_size)
     sim = _as_similarity(similarity, chunk_size)
-    higher, positives, negatives, has_caption = _video_to_text_counts(
-        sim, _as_targets(text_to_video, sim), chunk_size
+    higher, positives, negatives, has_caption = _v2t_counts(
+        sim, _as_targets(text_to_video, sim), chunk_size, v2t_convention
     )
     return np.where(has_caption, _expected_rank(higher, positives, negatives), np.nan)
 
@@ -235,6 +286,7 @@ def retrieval_metrics(
     *,
     chunk_size: int = DEFAULT_CHUNK_SIZE,
     similarity_v2t=None,
+    v2t_convention: str = "best_caption",
 ) -> dict[str, float]:
     """
     Text→video and video→text retrieval metrics from a caption-by-video similarity matrix.
@@ -248,6 +300,8 @@ def retrieval_metrics(
         chunk_size: queries compared at a time, bounding the intermediate memory.
         similarity_v2t: optional `(num_texts, num_videos)` scores for the video→text direction only, when the two
             directions were scored differently (two-stage search reranks each direction's own top-k).
+        v2t_convention: how a video query with several captions is ranked (`V2T_CONVENTIONS`): `"best_caption"`
+            (default; VindLU's) or `"per_video"` (CLIP4Clip's multi-sentence evaluation and X-Pool's).
 
     Returns:
         `{"t2v_R1", "t2v_R5", "t2v_R10", "t2v_R50", "t2v_MdR", "t2v_MnR", "t2v_RSum", "v2t_R1", ..., "v2t_RSum",
@@ -256,15 +310,19 @@ def retrieval_metrics(
         model selection). RSum and mean_recall are computed even if 1, 5 or 10 are not in `recall_at`.
 
     Text→video queries are the captions (rank of the correct video among all videos). Video→text queries are the
-    videos (rank of the best-ranked of its captions among all captions); a video that no caption refers to is
-    left out of the video→text queries (it stays a text→video distractor) and a warning is logged.
+    videos: with `"best_caption"` the rank of the best-ranked of its captions among all captions; with
+    `"per_video"` the rank, among the videos, of its own captions' best score when each video's captions count as
+    one candidate scored by their best. A video that no caption refers to is left out of the video→text queries
+    (it stays a text→video distractor) and a warning is logged.
 
     Ties: each query counts with its *expected* value under uniformly random tie-breaking: R@K is the probability
     that the rank is <= K and the rank is `1 + #strictly higher + #tied wrong candidates / (#tied correct + 1)`.
-    Ranking ties in the target's favour (`1 + #strictly higher`, the reference CLIP4Clip code) would give a
+    Ranking ties in the target's favour (`1 + #strictly higher`, as Collaborative Experts does) would give a
     collapsed model that scores every pair alike R@1 = 100; against the target (`1 + #higher or equal`) would
-    give 0. The expectation is unbiased, deterministic, and identical to both when nothing ties (the usual case
-    for float32 scores), so numbers stay comparable with papers. MdR is the median of these expected ranks.
+    give 0; CLIP4Clip's `compute_metrics` adds one rank entry per tied position (a query tied with n others
+    counts n + 1 times). The expectation is unbiased, deterministic, and identical to all of these when nothing
+    ties (the usual case for float32 scores), so numbers stay comparable with papers. MdR is the median of these
+    expected ranks.
 
     Example:
 
@@ -285,6 +343,8 @@ def retrieval_metrics(
     """
     _check_chunk_size(chunk_size)
     recall_at = _check_recall_at(recall_at)
+    if v2t_convention not in V2T_CONVENTIONS:
+        raise ValueError(f"v2t_convention={v2t_convention!r} is unknown: expected one of {sorted(V2T_CONVENTIONS)}.")
     sim = _as_similarity(similarity, chunk_size)
     targets = _as_targets(text_to_video, sim)
     metrics = _summarise("t2v", _text_to_video_counts(sim, targets, chunk_size), recall_at)
@@ -293,7 +353,7 @@ def retrieval_metrics(
         if sim_v2t.shape != sim.shape:
             raise ValueError(f"similarity_v2t has shape {tuple(sim_v2t.shape)}, similarity {tuple(sim.shape)}.")
         sim = sim_v2t
-    higher, positives, negatives, has_caption = _video_to_text_counts(sim, targets, chunk_size)
+    higher, positives, negatives, has_caption = _v2t_counts(sim, targets, chunk_size, v2t_convention)
     metrics.update(_summarise("v2t", (higher[has_caption], positives[has_caption], negatives[has_caption]), recall_at))
     metrics["mean_recall"] = (metrics["t2v_RSum"] + metrics["v2t_RSum"]) / (2 * len(_SUMMARY_RECALLS))
     return metrics
@@ -334,6 +394,8 @@ def format_metrics_table(results: Mapping[str, Mapping[str, float]], digits: int
 
 __all__ = [
     "DEFAULT_CHUNK_SIZE",
+    "T2V_CONVENTION",
+    "V2T_CONVENTIONS",
     "format_metrics_table",
     "ranks_text_to_video",
     "ranks_video_to_text",
