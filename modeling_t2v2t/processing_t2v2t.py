@@ -2,8 +2,11 @@
 
 from transformers import AutoTokenizer, BatchFeature
 from transformers.processing_utils import ProcessorMixin
+from transformers.utils import logging
 
 from .video_processing_t2v2t import T2V2TVideoProcessor
+
+logger = logging.get_logger(__name__)
 
 
 class T2V2TProcessor(ProcessorMixin):
@@ -35,6 +38,29 @@ class T2V2TProcessor(ProcessorMixin):
             raise ValueError(f"T2V2TProcessor.max_length={max_length!r} is invalid: must be a positive integer.")
         self.max_length = max_length
         super().__init__(video_processor=video_processor, tokenizer=tokenizer)
+        # Words already reported as unknown to the tokenizer: each is warned about once per processor.
+        self._reported_unknown_words = set()
+
+    def _warn_unknown_words(self, captions: list[str], input_ids) -> None:
+        """Warn (once per word) when captions contain words the tokenizer can only read as its unknown token:
+        the model then sees `[UNK]` instead of the word, silently otherwise."""
+        unk_id = getattr(self.tokenizer, "unk_token_id", None)
+        if unk_id is None:
+            return
+        rows = input_ids.tolist() if hasattr(input_ids, "tolist") else input_ids
+        unknown = []
+        for caption, ids in zip(captions, rows):
+            if unk_id not in ids:
+                continue
+            for word in caption.split():  # which words: re-tokenize the words of the affected captions only
+                if self.tokenizer.unk_token in self.tokenizer.tokenize(word) and word not in unknown:
+                    unknown.append(word)
+        new = [word for word in unknown if word not in self._reported_unknown_words]
+        if new:
+            self._reported_unknown_words.update(new)
+            logger.warning("The tokenizer does not know these words and reads them as %s: %s. The model cannot use "
+                           "them; rephrase the query with words in its vocabulary.", self.tokenizer.unk_token,
+                           ", ".join(repr(word) for word in new))
 
     def __call__(
         self,
@@ -49,7 +75,8 @@ class T2V2TProcessor(ProcessorMixin):
         """Tokenize `text` (one caption or a list) and/or process `videos` (see `T2V2TVideoProcessor`).
 
         `max_length` defaults to `self.max_length`; `videos_kwargs` go to the video processor (e.g. `num_frames`).
-        An empty or whitespace-only caption raises `ValueError` naming its index.
+        An empty or whitespace-only caption raises `ValueError` naming its index. Words the tokenizer reads as its
+        unknown token are named in a warning, once per word.
         """
         if text is None and videos is None:
             raise ValueError("T2V2TProcessor needs `text`, `videos` or both.")
@@ -61,16 +88,16 @@ class T2V2TProcessor(ProcessorMixin):
                     raise ValueError(f"text[{index}] must be a string, got {type(caption).__name__}.")
                 if not caption.strip():
                     raise ValueError(f"text[{index}] is empty: every caption needs at least one non-space character.")
-            data.update(
-                self.tokenizer(
-                    captions,
-                    padding=padding,
-                    truncation=truncation,
-                    max_length=max_length or self.max_length,
-                    return_token_type_ids=False,  # the model takes a single segment
-                    return_tensors=return_tensors,
-                )
+            encoded = self.tokenizer(
+                captions,
+                padding=padding,
+                truncation=truncation,
+                max_length=max_length or self.max_length,
+                return_token_type_ids=False,  # the model takes a single segment
+                return_tensors=return_tensors,
             )
+            self._warn_unknown_words(captions, encoded["input_ids"])
+            data.update(encoded)
         if videos is not None:
             data.update(self.video_processor(videos, return_tensors=return_tensors, **videos_kwargs))
         return BatchFeature(data, tensor_type=return_tensors)

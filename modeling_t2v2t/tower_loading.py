@@ -73,19 +73,27 @@ def text_config_from_bert_config(bert_config, tokenizer=None) -> dict:
     return fields
 
 
-def load_tower_configs(vision_name_or_path: str, text_name_or_path: str, vision_overrides: dict):
-    """Loads both towers with `AutoModel`; returns T2V2T sub-config fields and the towers' state dicts."""
+def load_tower_configs(vision_name_or_path: str | None, text_name_or_path: str, vision_overrides: dict,
+                       text_overrides: dict | None = None):
+    """
+    Loads both towers with `AutoModel`; returns T2V2T sub-config fields and the towers' state dicts. With
+    `vision_name_or_path=None` the video tower is not loaded: `vision_overrides` are then its whole config (trained
+    from scratch) and its state dict is empty. `text_overrides` change text config fields, e.g.
+    `{"num_hidden_layers": 4}` keeps the checkpoint's first 4 layers.
+    """
     from transformers import AutoModel, AutoTokenizer
 
-    vision = AutoModel.from_pretrained(vision_name_or_path)
     text = AutoModel.from_pretrained(text_name_or_path)
     try:
         tokenizer = AutoTokenizer.from_pretrained(text_name_or_path)
     except (OSError, ValueError) as error:  # a weights-only folder: ids must then be set by hand
         logger.warning("Could not load a tokenizer from %s (%s).", text_name_or_path, error)
         tokenizer = None
+    text_config = {**text_config_from_bert_config(text.config, tokenizer), **(text_overrides or {})}
+    if vision_name_or_path is None:
+        return dict(vision_overrides), text_config, {}, text.state_dict()
+    vision = AutoModel.from_pretrained(vision_name_or_path)
     vision_config = vision_config_from_image_config(vision.config, vision_overrides)
-    text_config = text_config_from_bert_config(text.config, tokenizer)
     return vision_config, text_config, vision.state_dict(), text.state_dict()
 
 

