@@ -174,6 +174,9 @@ class DataArguments:
         "help": "Keep whole decoded training videos in memory, up to this many MB per data-loading process, so a "
                 "small dataset seen for many epochs is decoded once (short videos only); 0 = off."})
     k_test: int = field(default=128, metadata={"help": "Candidates reranked per query at evaluation; 0 = none."})
+    batch_groups: str | None = field(default=None, metadata={
+        "help": "\"family\": training batches hold whole families of hard negatives (the synthetic benchmark's "
+                "one-factor variants), one caption per video; none = plain shuffle."})
 
     def __post_init__(self):
         if self.train_data is None:
@@ -189,6 +192,8 @@ class DataArguments:
         for name in ("validation_data", "test_data"):
             if getattr(self, name) is not None:
                 _check_spec(getattr(self, name), name)
+        if self.batch_groups not in (None, "family"):
+            raise ValueError(f"DataArguments.batch_groups={self.batch_groups!r} is unknown: use \"family\" or none.")
         if self.decoded_cache_mb < 0:
             raise ValueError(f"--decoded_cache_mb must be >= 0 (0 = off), got {self.decoded_cache_mb}.")
 

@@ -13,6 +13,8 @@ import datasets
 
 from processing.batching import MediaTypeBatchSampler, VideoTextCollator, caption_pairs, retrieval_loaders
 from processing.builders import build
+from processing.builders.synthetic import synthetic_families
+from processing.group_batching import GroupBatchSampler
 
 from .arguments import DataArguments
 
@@ -26,15 +28,16 @@ def build_split(spec: dict | None) -> datasets.Dataset | None:
     return build(spec["builder"], **kwargs)[0]
 
 
-def build_training_data(args: DataArguments) -> tuple[datasets.Dataset, datasets.Dataset | None, datasets.Dataset | None]:
-    """(training caption pairs, validation gallery, test gallery). Training corpora are concatenated before
-    pairing, so `video_index` stays unique across them."""
+def build_training_data(args: DataArguments, return_videos: bool = False):
+    """(training caption pairs, validation gallery, test gallery), and the training videos (one row each) if
+    `return_videos`. Training corpora are concatenated before pairing, so `video_index` stays unique across them."""
     corpora = [build_split(spec) for spec in args.train_data]
     train = corpora[0] if len(corpora) == 1 else datasets.concatenate_datasets(corpora)
     if args.validation_data is None:
         logger.warning("No validation_data: training runs without validation, so no checkpoint is selected by "
                        "validation retrieval. Set validation_data to a dataset to enable it.")
-    return caption_pairs(train), build_split(args.validation_data), build_split(args.test_data)
+    splits = caption_pairs(train), build_split(args.validation_data), build_split(args.test_data)
+    return (*splits, train) if return_videos else splits
 
 
 def shared_videos(first: datasets.Dataset, second: datasets.Dataset) -> dict[str, list[str]]:
@@ -88,6 +91,34 @@ def gallery_loaders(args: DataArguments, processor, batch_size: int, num_workers
                              num_frames=args.eval_num_frames, backend=args.decode_backend, max_words=args.max_words)
 
 
+def video_groups(args: DataArguments, videos: datasets.Dataset) -> list[str]:
+    """Per training video row, its hard-negative group for `batch_groups="family"`: the synthetic benchmark's
+    family (other builders have none: `ValueError`)."""
+    families = {}
+    for spec in args.train_data:
+        if spec["builder"] != "synthetic":
+            raise ValueError(f"--batch_groups family: training dataset {spec} has no families (only the synthetic "
+                             "benchmark's videos do).")
+        families.update(synthetic_families(**{key: value for key, value in spec.items() if key != "builder"}))
+    missing = [video_id for video_id in videos["video_id"] if video_id not in families]
+    if missing:
+        raise ValueError(f"--batch_groups family: {len(missing)} training videos have no family (e.g. {missing[:3]}).")
+    return [families[video_id] for video_id in videos["video_id"]]
+
+
+def train_batch_sampler(args: DataArguments, videos: datasets.Dataset, pairs: datasets.Dataset, batch_size: int,
+                        seed: int, drop_last: bool):
+    """Family-grouped batches (`batch_groups="family"`), else batches grouped by media type when the training data
+    mixes images and videos, else `None` (the Trainer's shuffle)."""
+    if args.batch_groups == "family":
+        sampler = GroupBatchSampler(list(pairs["video_index"]), video_groups(args, videos), batch_size, seed=seed,
+                                    drop_last=drop_last)
+        logger.info("Training batches hold whole families (%d groups of hard negatives).",
+                    len(sampler.videos_of_group))
+        return sampler
+    return media_batch_sampler(pairs, batch_size, seed, drop_last)
+
+
 def media_batch_sampler(pairs: datasets.Dataset, batch_size: int, seed: int, drop_last: bool):
     """Batches grouped by media type when the training data mixes images and videos; else `None`."""
     media_types = list(pairs["media_type"])
@@ -97,4 +128,4 @@ def media_batch_sampler(pairs: datasets.Dataset, batch_size: int, seed: int, dro
 
 
 __all__ = ["build_training_data", "build_split", "training_collator", "gallery_loaders",
-           "media_batch_sampler", "shared_videos", "warn_shared_videos"]
+           "media_batch_sampler", "train_batch_sampler", "video_groups", "shared_videos", "warn_shared_videos"]

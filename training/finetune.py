@@ -27,7 +27,7 @@ from modeling_t2v2t import save_hub_folder
 from modeling_t2v2t.retrieval.metrics import format_metrics_table
 from processing.text_cleaning import clean_caption
 from training.arguments import DataArguments, ModelArguments, parse_arguments
-from training.data_setup import build_training_data, gallery_loaders, media_batch_sampler, training_collator
+from training.data_setup import build_training_data, gallery_loaders, train_batch_sampler, training_collator
 from training.data_setup import warn_shared_videos
 from training.model_factory import load_model_and_processor
 from training.retrieval_trainer import RetrievalTrainer
@@ -121,7 +121,7 @@ def main(argv=None, pretraining: bool = False, description: str = DESCRIPTION, e
 
     # 1. Data (rendered / built once, by the main process first).
     with training_args.main_process_first(desc="building datasets"):
-        train_pairs, validation, test = build_training_data(data_args)
+        train_pairs, validation, test, train_videos = build_training_data(data_args, return_videos=True)
     warn_shared_videos(train_pairs, validation, test)
     logger.info("Training on %d caption-video pairs; validation %s videos; test %s videos", len(train_pairs),
                 len(validation) if validation is not None else "no", len(test) if test is not None else "no")
@@ -140,8 +140,9 @@ def main(argv=None, pretraining: bool = False, description: str = DESCRIPTION, e
         retrieval_loaders=gallery_loaders(data_args, processor, training_args.per_device_eval_batch_size,
                                           training_args.dataloader_num_workers),
         k_test=data_args.k_test,
-        train_batch_sampler=media_batch_sampler(train_pairs, training_args.per_device_train_batch_size,
-                                                training_args.seed, training_args.dataloader_drop_last),
+        train_batch_sampler=train_batch_sampler(data_args, train_videos, train_pairs,
+                                                training_args.per_device_train_batch_size, training_args.seed,
+                                                training_args.dataloader_drop_last),
     )
     train_result = trainer.train(resume_from_checkpoint=resume)
     trainer.log_metrics("train", train_result.metrics)

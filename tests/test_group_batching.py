@@ -1,0 +1,30 @@
+"""Family-grouped training batches: every pair once per epoch, one caption per video per round, siblings together."""
+
+import pytest
+
+from processing.group_batching import GroupBatchSampler
+
+
+def test_every_pair_once_and_siblings_share_batches():
+    # 6 videos in 3 families (0,1,2 | 3,4 | 5); video v has v % 3 + 1 captions.
+    group_of_video = ["a", "a", "a", "b", "b", "c"]
+    video_index = [v for v in range(6) for _ in range(v % 3 + 1)]
+    sampler = GroupBatchSampler(video_index, group_of_video, batch_size=3, seed=1)
+    batches = list(sampler)
+    assert len(batches) == len(sampler) == 4
+    assert sorted(i for batch in batches for i in batch) == list(range(len(video_index)))
+    order = [video_index[i] for batch in batches for i in batch]
+    # Round 0 holds each video's first caption (6 pairs), families contiguous: "a" videos adjacent.
+    first_round = order[:6]
+    assert sorted(first_round) == list(range(6))
+    positions = sorted(first_round.index(v) for v in (0, 1, 2))
+    assert positions == list(range(positions[0], positions[0] + 3))
+    sampler.set_epoch(1)
+    assert [i for batch in sampler for i in batch] != [i for batch in batches for i in batch]
+
+
+def test_drop_last_and_bad_indices():
+    sampler = GroupBatchSampler([0, 0, 1, 1, 2], ["x", "x", "y"], batch_size=2, drop_last=True)
+    assert len(sampler) == 2 and all(len(batch) == 2 for batch in sampler)
+    with pytest.raises(ValueError, match="video_index=3"):
+        GroupBatchSampler([0, 3], ["x", "y"], batch_size=2)
