@@ -28,3 +28,26 @@ def test_drop_last_and_bad_indices():
     assert len(sampler) == 2 and all(len(batch) == 2 for batch in sampler)
     with pytest.raises(ValueError, match="video_index=3"):
         GroupBatchSampler([0, 3], ["x", "y"], batch_size=2)
+
+
+def test_synthetic_families_group_the_training_batches(tmp_path):
+    import json
+
+    from training.arguments import DataArguments
+    from training.data_setup import build_training_data, train_batch_sampler
+
+    spec = {"builder": "synthetic", "split": "train", "out_dir": str(tmp_path), "num_videos": 12, "seed": 0,
+            "workers": 1, "progress": False, "frames": 4, "size": 32}
+    args = DataArguments(train_data=json.dumps([spec]), batch_groups="family")
+    pairs, _, _, videos = build_training_data(args, return_videos=True)
+    sampler = train_batch_sampler(args, videos, pairs, batch_size=4, seed=0, drop_last=False)
+    metadata = json.loads((tmp_path / "metadata.json").read_text())["videos"]
+    family = {video["video"]: video["family"] for video in metadata if video["split"] == "train"}
+    # The sampler's groups are the benchmark's families, by video row.
+    expected = {}
+    for row, video_id in enumerate(videos["video_id"]):
+        expected.setdefault(family[video_id], []).append(row)
+    assert sorted(sampler.videos_of_group.values()) == sorted(expected.values())
+    assert sorted(i for batch in sampler for i in batch) == list(range(len(pairs)))
+    with pytest.raises(ValueError, match="batch_groups='siblings'"):
+        DataArguments(train_data=json.dumps([spec]), batch_groups="siblings")

@@ -31,12 +31,13 @@ def synthetic_families(split: str = "train", out_dir: str | None = None, num_vid
                        seed: int = 0, num_val: int | None = None, num_test: int | None = None, frames: int = 16,
                        size: int = 64, fps: int = 8, workers: int = 2, progress: bool = True, **_) -> dict[str, str]:
     """`{video_id: family id}` for one split of the benchmark `build_synthetic` with the same arguments builds
-    (families: a base video and its one-factor variants, the benchmark's hard negatives)."""
+    (families: a base video and its one-factor variants, the benchmark's hard negatives). Keys are the dataset's
+    `video_id`s (the annotations' relative video paths, e.g. `videos/train/train_00000.mp4`)."""
     benchmark = ensure_benchmark(out_dir, num_videos=num_videos, seed=seed, num_val=num_val, num_test=num_test,
                                  frames=frames, size=size, fps=fps, workers=workers, progress=progress)
     with open(benchmark["metadata"], encoding="utf-8") as handle:
         videos = json.load(handle)["videos"]
-    return {video["video_id"]: video["family"] for video in videos if video["split"] == split}
+    return {video["video"]: video["family"] for video in videos if video["split"] == split}
 
 
 __all__ = ["build_synthetic", "synthetic_families"]
