@@ -107,3 +107,20 @@ def test_push_to_hub_uploads_code_and_auto_map(tmp_path, model_type, mock_hub): 
                 uploaded[entry["value"]["path"]] = base64.b64decode(entry["value"]["content"])
     assert_hub_folder(uploaded, model_type)
     assert "model.safetensors" in uploaded
+
+
+def test_trainer_push_to_hub_uploads_code_and_auto_map(tmp_path, mock_hub):  # noqa: F811
+    model = BUILDERS["cret"]()
+    processor = tiny_processor(tmp_path / "tok", model.config)
+    args = TrainingArguments(output_dir=str(tmp_path / "run"), report_to=[], use_cpu=True, push_to_hub=True,
+                             hub_model_id="me/tiny-trainer", hub_token="hf_test_token")
+    Trainer(model=model, args=args, processing_class=processor).push_to_hub()
+
+    uploaded = {}
+    for request in mock_hub.find("POST", "/api/models/me/tiny-trainer/commit/main"):
+        for line in request.content.decode().splitlines():
+            entry = json.loads(line) if line else {}
+            if entry.get("key") == "file":
+                uploaded[entry["value"]["path"]] = base64.b64decode(entry["value"]["content"])
+    assert_hub_folder(uploaded, "cret")
+    assert "model.safetensors" in uploaded

@@ -219,7 +219,8 @@ def architecture(config: dict, num_frames: int | None) -> dict:
                 "has_joint_encoder": False}
     if model_type == "cret":
         centers, ccm_hidden = config.get("num_centers"), config.get("ccm_hidden_size")
-        search_dim = None if None in (arch["embed_dim"], centers, ccm_hidden) else arch["embed_dim"] + centers * ccm_hidden
+        known = None not in (arch["embed_dim"], centers, ccm_hidden)
+        search_dim = arch["embed_dim"] + centers * ccm_hidden if known else None
         return {**arch, **_towers(vision, text), "num_centers": centers, "ccm_hidden": ccm_hidden,
                 "ccm_layers": config.get("ccm_num_layers"), "ccm_heads": config.get("ccm_num_attention_heads"),
                 "alpha": config.get("alpha"), "beta": config.get("beta"), "search_dim": search_dim,

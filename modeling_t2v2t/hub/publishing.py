@@ -101,8 +101,8 @@ def _auto_map_modules(auto_map: dict, path: Path) -> set[str]:
 
 def collect_model_files(model_dir: str | Path) -> list[Path]:
     """
-    The files of a saved model folder (T2V2T, X-Pool or CRET) that belong on the Hub: safetensors weights, `config.json`, processor files,
-    the custom code (`*.py`) and the Trainer's metrics/state files. Checkpoint sub-folders, `training_args.bin` and
+    The files of a saved model folder (T2V2T, X-Pool or CRET) that belong on the Hub: safetensors weights,
+    `config.json`, processor files, the custom code (`*.py`) and the Trainer's metrics/state files. Checkpoint sub-folders, `training_args.bin` and
     other pickles are left out. Raises `FileNotFoundError`/`ValueError` naming the path when something the Hub
     folder needs is missing or malformed.
     """
