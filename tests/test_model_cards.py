@@ -173,3 +173,15 @@ def test_xpool_on_clip_describes_and_cites_clip():
     assert (arch["backbone"], arch["vision_layers"], arch["vision_hidden"], arch["vocab_size"], arch["num_frames"],
             arch["embed_dim"]) == ("clip", 3, 48, 99, 12, 16)
     assert [paper.short for paper in papers_for(config)] == ["X-Pool", "CLIP"]
+
+
+def test_results_without_a_dataset_leave_out_the_model_index(t2v2t_folder, tmp_path, caplog):
+    report = tmp_path / "eval.json"
+    report.write_text(json.dumps({"metrics": {"embedding": {"t2v_R1": 43.8, "t2v_R5": 70.3}}}))
+    with caplog.at_level("WARNING"):
+        out = build_hub_folder(t2v2t_folder, tmp_path / "hub", repo_id="me/t2v2t-tiny", results_file=report,
+                               training_config=None)
+    metadata = front_matter(out / "README.md")
+    assert "model-index" not in metadata and metadata["license"] == "apache-2.0"
+    assert "| embedding | text→video | 43.8 | 70.3 | – | – | – |" in (out / "README.md").read_text()
+    assert "name no dataset, so the card's metadata gets no model-index" in caplog.text
