@@ -185,3 +185,19 @@ def test_results_without_a_dataset_leave_out_the_model_index(t2v2t_folder, tmp_p
     assert "model-index" not in metadata and metadata["license"] == "apache-2.0"
     assert "| embedding | text→video | 43.8 | 70.3 | – | – | – |" in (out / "README.md").read_text()
     assert "name no dataset, so the card's metadata gets no model-index" in caplog.text
+
+
+def test_a_missing_license_fails_with_a_clear_error(monkeypatch, t2v2t_folder, tmp_path):
+    import importlib.metadata
+
+    def not_installed(name):
+        raise importlib.metadata.PackageNotFoundError(name)
+
+    monkeypatch.setattr(importlib.metadata, "distribution", not_installed)
+    with pytest.raises(FileNotFoundError, match="'t2v2t' distribution is not installed.*--license-file"):
+        build_hub_folder(t2v2t_folder, tmp_path / "hub", repo_id="me/t2v2t-tiny")
+    assert not (tmp_path / "hub").exists()  # nothing written
+    own = tmp_path / "MY_LICENSE"
+    own.write_text("my terms\n")
+    out = build_hub_folder(t2v2t_folder, tmp_path / "hub", repo_id="me/t2v2t-tiny", license_file=own)
+    assert (out / "LICENSE").read_text() == "my terms\n"
