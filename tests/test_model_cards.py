@@ -6,31 +6,24 @@ the card says so instead of inventing a repository name."""
 import json
 
 import pytest
-import torch
 import yaml
 from huggingface_hub import ModelCard
 from huggingface_hub.repocard_data import model_index_to_eval_results
 from safetensors import safe_open
 from safetensors.torch import save_file
-from test_cret import tiny_cret
 from test_push_to_hub import RESULTS, TRAINING_CONFIG
-from test_xpool import tiny_processor, tiny_xpool
-from tiny_models import tiny_config
+from test_save_pretrained_hub import BUILDERS
+from test_xpool import tiny_processor
 from transformers import CLIPConfig
 
-from modeling_t2v2t import T2V2TModel, XPoolConfig, save_hub_folder
+from modeling_t2v2t import XPoolConfig, save_hub_folder
 from modeling_t2v2t.hub.model_card import architecture, papers_for
 from modeling_t2v2t.hub.publishing import build_hub_folder, license_text
 from training import push_to_hub
 
-BUILDERS = {"t2v2t": lambda: T2V2TModel(tiny_config(bypass_mode="self")).eval(), "xpool": tiny_xpool,
-            "cret": tiny_cret}
-
-
 def saved_model(root, model_type, results=True):
     """A saved tiny model folder with a training config and (optionally) the Trainer's test results; models
     without a joint encoder (X-Pool, CRET) have no reranked results, as RetrievalTrainer leaves them."""
-    torch.manual_seed(0)
     model = BUILDERS[model_type]()
     folder = save_hub_folder(model, tiny_processor(root / "tok", model.config), root / "run")
     if results:

@@ -45,18 +45,9 @@ def assert_hub_folder(files: dict[str, bytes], model_type: str) -> None:
     assert "__init__.py" not in files
 
 
-@pytest.mark.slow
-def test_plain_save_pretrained_loads_as_custom_code_with_identical_outputs(tmp_path):
-    models = {name: build(seed=3) for name, build in BUILDERS.items()}
-    folders = {}
-    for name, model in models.items():
-        processor = tiny_processor(tmp_path / f"tok-{name}", model.config)
-        folder = tmp_path / name
-        model.save_pretrained(folder)  # no register_for_auto_class here: importing the package did it
-        processor.save_pretrained(folder)
-        assert_hub_folder({path.name: path.read_bytes() for path in folder.iterdir()}, name)
-        folders[folder] = (model, processor)
-
+def assert_loads_without_the_package(tmp_path, folders: dict) -> None:
+    """Each folder (-> the `(model, processor)` saved there) loads with `trust_remote_code=True` in a process that
+    cannot import the package, from the folder's own code, and gives exactly the saved model's outputs."""
     videos = [np.random.default_rng(i).integers(0, 256, (5, 40, 48, 3), dtype=np.uint8) for i in range(2)]
     remote = run_in_fresh_process(tmp_path, list(folders), CAPTIONS[:2], videos)
     for folder, (model, processor) in folders.items():
@@ -73,6 +64,21 @@ def test_plain_save_pretrained_loads_as_custom_code_with_identical_outputs(tmp_p
         torch.testing.assert_close(result["logits_per_text"], local, rtol=0, atol=0)
         for remote_features, local_features in zip(result["features"], features):
             torch.testing.assert_close(remote_features, local_features, rtol=0, atol=0)
+
+
+@pytest.mark.slow
+def test_plain_save_pretrained_loads_as_custom_code_with_identical_outputs(tmp_path):
+    models = {name: build(seed=3) for name, build in BUILDERS.items()}
+    folders = {}
+    for name, model in models.items():
+        processor = tiny_processor(tmp_path / f"tok-{name}", model.config)
+        folder = tmp_path / name
+        model.save_pretrained(folder)  # no register_for_auto_class here: importing the package did it
+        processor.save_pretrained(folder)
+        assert_hub_folder({path.name: path.read_bytes() for path in folder.iterdir()}, name)
+        folders[folder] = (model, processor)
+
+    assert_loads_without_the_package(tmp_path, folders)
 
 
 def test_pretraining_variant_saves_its_own_auto_class(tmp_path):
