@@ -271,17 +271,16 @@ def _small_gallery(folder: Path, count: int) -> Path:
 
 
 def test_prepare_assets_checkpoint_is_deterministic_float16_and_verified(tmp_path):
-    gallery = json.loads((SPACE / "gallery" / "gallery.json").read_text())
-    first = prepare_assets.build_checkpoint(CHECKPOINT_DIR, tmp_path / "a", "copy", gallery=gallery)
-    second = prepare_assets.build_checkpoint(CHECKPOINT_DIR, tmp_path / "b", "copy", gallery=gallery)
+    first = prepare_assets.build_checkpoint(CHECKPOINT_DIR, tmp_path / "a", "copy")
+    second = prepare_assets.build_checkpoint(CHECKPOINT_DIR, tmp_path / "b", "copy")
     files = sorted(path.name for path in first.iterdir())
     assert files == sorted(path.name for path in second.iterdir())
     assert all((first / name).read_bytes() == (second / name).read_bytes() for name in files)
     assert [path.name for path in (tmp_path / "a").iterdir()] == ["copy"]  # no staging folder left behind
     card = (first / "README.md").read_text()
     metrics = json.loads((CHECKPOINT_DIR / "test_results.json").read_text())
-    assert f"| embedding | {metrics['test_embedding_t2v_R1']:.1f} |" in card
-    assert f"test split ({gallery['settings']['num_test']} videos" in card
+    assert f"| embedding | text→video | {metrics['test_embedding_t2v_R1']:.1f} |" in card
+    assert "Retrieval on the test split of `synthetic`" in card
     worst = prepare_assets.verify(CHECKPOINT_DIR, first, _small_gallery(tmp_path / "gallery", 6), tolerance=1e-2)
     assert worst["embedding"] < 1e-4  # float16 -> float16: identical weights
 
