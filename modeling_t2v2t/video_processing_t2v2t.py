@@ -67,15 +67,22 @@ class VideoDecodeError(ValueError):
 
     Every media entry point (`load_video_file`, the video processor, `processing.decoding.decode_clip`, the data
     collators, `VideoRetriever.index_videos`) raises this one error for a file it cannot read.
+
+    A DataLoader re-raises a worker's error as `type(error)(message)`: built from one message, `path` is `None`
+    and the message (which names the file) is the reason.
     """
 
-    def __init__(self, path: str | os.PathLike, reason: str):
+    def __init__(self, path: str | os.PathLike, reason: str | None = None):
+        if reason is None:
+            self.path, self.reason = None, str(path)
+            super().__init__(self.reason)
+            return
         self.path = os.fspath(path)
         self.reason = reason
         super().__init__(f"{self.path}: {reason}")
 
-    def __reduce__(self):  # picklable across DataLoader workers / process pools
-        return type(self), (self.path, self.reason)
+    def __reduce__(self):  # picklable across process pools
+        return type(self), (self.path, self.reason) if self.path is not None else (self.reason,)
 
 
 @contextlib.contextmanager

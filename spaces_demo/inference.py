@@ -484,9 +484,11 @@ class DemoEngine:
                 if next(container.decode(stream), None) is None:
                     raise UploadError(filename, "no frame of the video decodes.")
                 codec = stream.codec_context.name
-        except av.FFmpegError as error:
+        # As the model's processor does (VideoDecodeError): corrupt metadata fails PyAV with UnicodeDecodeError, a
+        # codec FFmpeg cannot decode leaves no codec_context (AttributeError).
+        except (av.FFmpegError, UnicodeDecodeError, AttributeError) as error:
             raise UploadError(filename, f"this is not a readable video: corrupt data or an unsupported format "
-                                        f"(FFmpeg: {error}).") from error
+                                        f"({type(error).__name__}: {error}).") from error
         return {"duration": duration, "fps": fps, "width": width, "height": height, "codec": codec, "bytes": size}
 
     def _upload_id(self, filename: str, wanted: str | None, taken: set[str]) -> str:

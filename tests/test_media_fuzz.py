@@ -13,7 +13,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from tests.broken_media import mutate, write_small_video
+from broken_media import mutate, write_small_video
 
 ROOT = Path(__file__).resolve().parents[1]
 WORKER = ROOT / "tests" / "media_fuzz_worker.py"

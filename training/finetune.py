@@ -107,6 +107,9 @@ def main(argv=None, pretraining: bool = False):
             print(f"\nTest split ({len(test)} videos):\n{metrics_table(test_metrics, 'test')}\n")
             trainer.save_metrics("test", test_metrics)
     trainer.accelerator.wait_for_everyone()
+    logger.info("Finished: %d steps; %d training clips skipped as undecodable (all workers and processes%s).",
+                train_result.global_step, train_result.metrics["train_skipped_items"],
+                "" if data_args.skip_bad else "; skip_bad is off, so any bad clip would have stopped the run")
     trainer.accelerator.end_training()  # a clean exit under accelerate launch (see ENVIRONMENT.md)
     return trainer, test_metrics
 

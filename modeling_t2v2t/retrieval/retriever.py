@@ -257,11 +257,12 @@ class VideoRetriever:
         return paths, video_ids
 
     def _load_video(self, path: str):
-        """`(pixel_values_videos (1, T, C, H, W), None)`, or `(None, reason)` when the file cannot be decoded."""
+        """`(pixel_values_videos (1, T, C, H, W), None)`, or `(None, error)` when the file cannot be decoded (the
+        processor raises `VideoDecodeError` for any unreadable file, `FileNotFoundError` for a missing one)."""
         try:
             return self.processor(videos=[path], return_tensors="pt")["pixel_values_videos"], None
         except DECODE_ERRORS as err:
-            return None, f"{type(err).__name__}: {err}"
+            return None, err
 
     def _decoded_batches(self, paths: list[str], batch_size: int, num_workers: int):
         """Yield `(start, [(pixels, reason), ...])` per batch; with workers, the next batch decodes meanwhile."""
@@ -285,7 +286,8 @@ class VideoRetriever:
         pixels = pixels.to(device=self.device, dtype=self._floating_dtype())
         return _as_embeddings(self.model.get_video_features(pixel_values_videos=pixels)).float().cpu()
 
-    def index_videos(self, videos, video_ids=None, batch_size: int = 8, num_workers: int = 0) -> int:
+    def index_videos(self, videos, video_ids=None, batch_size: int = 8, num_workers: int = 0,
+                     skip_bad: bool = True) -> int:
         """
         Decode, encode and add videos to the index; can be called again to add more.
 
@@ -295,8 +297,9 @@ class VideoRetriever:
             video_ids (*optional*): one unique id per video; default: the path (or the dataset's "video_id").
             batch_size (`int`, defaults to 8): videos encoded together.
             num_workers (`int`, defaults to 0): threads decoding the next batch while this one is encoded.
-
-        A video that cannot be decoded is logged, recorded in `self.skipped` as `(path, reason)` and left out.
+            skip_bad (`bool`, defaults to `True`): leave out a video that cannot be decoded (logged, recorded in
+                `self.skipped` as `(path, reason)`, counted in the closing log line); `False` raises the first
+                such error (`VideoDecodeError` naming the file, or `FileNotFoundError`).
 
         Returns:
             `int`: the number of videos added.
@@ -312,8 +315,11 @@ class VideoRetriever:
         progress = tqdm(total=len(paths), desc="Indexing videos", unit="video", disable=not self.show_progress)
         for start, loaded in self._decoded_batches(paths, batch_size, num_workers):
             rows, pixels = [], []
-            for offset, (pixel_values, reason) in enumerate(loaded):
-                if reason is not None:
+            for offset, (pixel_values, error) in enumerate(loaded):
+                if error is not None:
+                    if not skip_bad:
+                        raise error
+                    reason = f"{type(error).__name__}: {error}"
                     logger.warning("Skipping video %r: %s", paths[start + offset], reason)
                     self.skipped.append(SkippedVideo(paths[start + offset], reason))
                     continue
