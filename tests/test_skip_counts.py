@@ -125,3 +125,17 @@ def test_training_without_skip_bad_raises_the_contract_error(media, tmp_path):
     with pytest.raises(VideoDecodeError) as caught:
         finetune.main([_config(tmp_path, media, skip_bad=False, num_train_epochs=1)])
     assert any(path in str(caught.value) for path in media["broken"].values())
+
+
+@pytest.mark.parametrize("kind", ["corrupt_metadata", "no_codec", "truncated", "random_bytes"])
+def test_demo_upload_check_refuses_broken_videos_with_its_upload_error(media, tmp_path, kind):
+    import sys
+
+    sys.path.insert(0, str(Path(__file__).parents[1] / "spaces_demo"))  # the Space's modules are top-level there
+    from inference import DemoEngine, UploadError
+
+    engine = DemoEngine(upload_dir=tmp_path / "uploads")
+    path = media["broken"][kind]
+    with pytest.raises(UploadError) as caught:
+        engine.validate_upload(path, filename=Path(path).name)
+    assert str(caught.value).startswith(f"{Path(path).name}: ")
