@@ -46,7 +46,7 @@ import torch
 from tqdm.auto import tqdm
 from transformers.utils import logging
 
-from .index import EmbeddingIndex, create_index, load_index
+from .index import EmbeddingIndex, checked_field, create_index, load_index, read_json_object
 
 logger = logging.get_logger(__name__)
 
@@ -561,10 +561,7 @@ class VideoRetriever:
         path = os.path.join(directory, RETRIEVER_CONFIG_NAME)
         if not os.path.isfile(path):
             raise FileNotFoundError(f"No saved retriever in {directory}: {RETRIEVER_CONFIG_NAME} is missing.")
-        with open(path) as file:
-            config = json.load(file)
-        with open(os.path.join(directory, VIDEOS_NAME)) as file:
-            videos = json.load(file)
+        config, videos = _read_saved_config(path), _read_saved_videos(os.path.join(directory, VIDEOS_NAME))
         retriever = cls(model, processor, index_backend=config["index_backend"], **kwargs)
         saved = config["model"]
         model_dim = retriever.model_embed_dim()
@@ -590,6 +587,50 @@ class VideoRetriever:
         retriever._id_to_row = {video_id: row for row, video_id in enumerate(retriever._video_ids)}
         retriever.skipped = [SkippedVideo(*item) for item in config.get("skipped", [])]
         return retriever
+
+
+def _read_saved_config(path: str) -> dict:
+    """`retriever.json`, every field checked (a `ValueError` names the file and the field)."""
+    config = read_json_object(path)
+    checked_field(config, "num_videos", (int,), path)
+    checked_field(config, "embed_dim", (int, type(None)), path)
+    checked_field(config, "index_backend", (str,), path)
+    checked_field(config, "index_params", (dict,), path)
+    checked_field(config, "num_frames", (int, type(None)), path)
+    model = checked_field(config, "model", (dict,), path)
+    for key in ("class", "config_hash"):
+        checked_field(model, key, (str,), f"{path} (field 'model')")
+    checked_field(model, "name_or_path", (str, type(None)), f"{path} (field 'model')")
+    skipped = checked_field(config, "skipped", (list,), path, optional=True) or []
+    for number, item in enumerate(skipped):
+        if not (isinstance(item, list) and len(item) == 2 and all(isinstance(part, str) for part in item)):
+            raise ValueError(f"{path}: skipped[{number}] must be a [path, reason] pair of strings, got "
+                             f"{json.dumps(item)[:80]}.")
+    return config
+
+
+def _read_saved_videos(path: str) -> dict:
+    """`videos.json`: `video_ids` (unique strings) and `paths` (strings or null), one each per indexed video."""
+    if not os.path.isfile(path):
+        raise FileNotFoundError(f"{path} is missing: the saved retriever is incomplete.")
+    videos = read_json_object(path)
+    video_ids = checked_field(videos, "video_ids", (list,), path)
+    paths = checked_field(videos, "paths", (list,), path)
+    for field, values, types in (("video_ids", video_ids, (str,)), ("paths", paths, (str, type(None)))):
+        wrong = next((number for number, value in enumerate(values) if not isinstance(value, types)), None)
+        if wrong is not None:
+            raise ValueError(f"{path}: {field}[{wrong}] must be a string{' or null' if field == 'paths' else ''}, "
+                             f"got {json.dumps(values[wrong])[:80]}.")
+    if len(video_ids) != len(paths):
+        raise ValueError(f"{path}: 'video_ids' has {len(video_ids)} entries but 'paths' has {len(paths)}.")
+    seen, duplicates = set(), []
+    for video_id in video_ids:
+        if video_id in seen:
+            duplicates.append(video_id)
+        seen.add(video_id)
+    if duplicates:
+        raise ValueError(f"{path}: 'video_ids' must be unique; repeated: {sorted(set(duplicates))[:5]}.")
+    return videos
 
 
 __all__ = ["VideoRetriever", "RetrievalResult", "SkippedVideo", "config_fingerprint", "DECODE_ERRORS"]
