@@ -186,7 +186,7 @@ def make_video_list(videos) -> list:
 DECODE_STRATEGIES = ("auto", "seek", "sequential")
 # A seek (demuxer jump + decoder flush + a new keyframe) costs about as much as decoding this many more frames of a
 # clip in one pass (measured with benchmarks/decode_throughput.py on 320x240 h264; larger frames make it cheaper).
-_SEEK_COST_FRAMES = 4
+_SEEK_COST_FRAMES = 8
 
 
 @dataclass

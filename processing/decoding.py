@@ -225,6 +225,7 @@ def _decode_pyav(
     total: int | None = None,
     resample: Callable[[int], np.ndarray] | None = None,
     strategy: str = "auto",
+    threads: int = 1,
 ) -> np.ndarray:
     """PyAV via `load_video_file`, which seeks or decodes in one pass, whichever the keyframe layout makes cheaper.
 
@@ -237,7 +238,7 @@ def _decode_pyav(
             return indices
         return resample(metadata.total_num_frames)
 
-    frames, _ = load_video_file(path, sample_indices_fn, strategy=strategy)
+    frames, _ = load_video_file(path, sample_indices_fn, threads=threads, strategy=strategy)
     return frames
 
 
@@ -323,12 +324,15 @@ def decode_clip(
     min_resolution: int = DEFAULT_MIN_RESOLUTION,
     max_resolution: int = DEFAULT_MAX_RESOLUTION,
     strategy: str = "auto",
+    threads: int = 1,
 ) -> np.ndarray:
     """Decode `num_frames` frames of a video file, sampled with `sample_frame_indices(total, num_frames, mode, rng)`.
 
     Only the sampled frames are decoded, not the whole file. With PyAV, `strategy="auto"` seeks to the keyframe
     before each sampled frame when that decodes fewer frames than one pass from the start, and decodes in one pass
-    otherwise (few keyframes); `"seek"` / `"sequential"` force one (see `load_video_file`). `backend` is
+    otherwise (few keyframes); `"seek"` / `"sequential"` force one (see `load_video_file`). PyAV decodes with
+    `threads` threads (1: DataLoader workers already decode clips in parallel; 0 lets FFmpeg use every core, faster
+    for one process decoding one clip at a time). `backend` is
     `"pyav"` (default), `"torchcodec"` or `"decord"`; they return identical frames for the same file. Image files
     (`.jpg`, `.png`, ...) are 1-frame videos, so every frame is that image, whatever the backend.
 
@@ -375,7 +379,7 @@ def decode_clip(
         backend = "pyav"
     if backend == "pyav":  # recovers truncated files itself and raises VideoDecodeError for the rest
         resample = functools.partial(sample_frame_indices, num_frames=num_frames, mode=mode, rng=rng)
-        return _decode_pyav(path, indices, info.num_frames, resample, strategy)
+        return _decode_pyav(path, indices, info.num_frames, resample, strategy, threads)
     try:
         return _DECODERS[backend](path, indices)
     except Exception as error:  # each backend fails differently on a truncated file; count what really decodes
