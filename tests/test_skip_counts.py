@@ -4,6 +4,9 @@ files and report how many, summed over DataLoader workers; without it the first 
 
 import json
 import logging
+import os
+import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -115,7 +118,7 @@ def test_training_with_skip_bad_finishes_and_totals_the_skips(media, tmp_path, c
     # Two epochs over 30 clips, 6 of them broken, decoded in 2 DataLoader worker processes: 12 skips in total.
     metrics = json.loads((tmp_path / "run" / "train_results.json").read_text())
     assert metrics["train_skipped_items"] == 2 * len(BROKEN_KINDS)
-    assert trainer.state.global_step == 2 * 6  # ceil(30 / 5) steps per epoch: every batch was trained on
+    assert trainer.state.global_step == 2 * 6  # ceil(30 / 5) steps per epoch: the run went to the end
     last = [record.getMessage() for record in caplog.records if record.name == "training.finetune"][-1]
     assert f"{2 * len(BROKEN_KINDS)} training clips skipped as undecodable" in last
 
@@ -139,3 +142,20 @@ def test_demo_upload_check_refuses_broken_videos_with_its_upload_error(media, tm
     with pytest.raises(UploadError) as caught:
         engine.validate_upload(path, filename=Path(path).name)
     assert str(caught.value).startswith(f"{Path(path).name}: ")
+
+
+@pytest.mark.slow
+def test_two_processes_total_their_skips(media, tmp_path):
+    """2 processes (gloo, CPU) x 2 DataLoader workers each: the metric is the sum over all of them."""
+    root = Path(__file__).parents[1]
+    config = _config(tmp_path, media, per_device_train_batch_size=5, dataloader_num_workers=2)
+    command = [sys.executable, "-m", "accelerate.commands.launch", "--multi_gpu", "--num_processes", "2",
+               "--num_machines", "1", "--mixed_precision", "no", "--dynamo_backend", "no",
+               str(root / "training" / "finetune.py"), config]
+    env = {**os.environ, "PYTHONPATH": str(root), "OMP_NUM_THREADS": "1"}
+    run = subprocess.run(command, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=600)
+    assert run.returncode == 0, run.stderr[-3000:]
+    metrics = json.loads((tmp_path / "run" / "train_results.json").read_text())
+    # Each epoch shards the 30 clips over the 2 processes: every broken file is decoded once per epoch somewhere.
+    assert metrics["train_skipped_items"] == 2 * len(BROKEN_KINDS)
+    assert "12 training clips skipped as undecodable" in run.stderr + run.stdout
