@@ -265,7 +265,7 @@ class VideoRetriever:
             return None, err
 
     def _decoded_batches(self, paths: list[str], batch_size: int, num_workers: int):
-        """Yield `(start, [(pixels, reason), ...])` per batch; with workers, the next batch decodes meanwhile."""
+        """Yield `(start, [(pixels, error), ...])` per batch; with workers, the next batch decodes meanwhile."""
         starts = range(0, len(paths), batch_size)
         if num_workers == 0:
             for start in starts:
