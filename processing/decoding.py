@@ -310,7 +310,7 @@ def _count_decodable_frames(path: str) -> int:
         with av.open(path) as container:
             for _ in container.decode(video=0):
                 count += 1
-    except Exception:  # noqa: BLE001 -- any break (a truncated last packet, corrupt data): the frames before it are good
+    except Exception:  # noqa: BLE001 -- any break (a truncated last packet, corrupt data): the frames before are good
         pass
     return count
 

@@ -8,6 +8,7 @@ import subprocess
 import sys
 import time
 from collections import Counter
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import numpy as np
@@ -71,8 +72,6 @@ def test_mutated_mp4_and_mkv_files_either_decode_or_raise_the_contract_error(tmp
     paths = _mutated_files(tmp_path)
     assert len(paths) == 2 * MUTATIONS_PER_FORMAT
     shards = [paths[offset::NUM_WORKERS] for offset in range(NUM_WORKERS)]
-    from concurrent.futures import ThreadPoolExecutor
-
     with ThreadPoolExecutor(NUM_WORKERS) as pool:
         outcomes = list(pool.map(lambda item: _run_shard(item[1], tmp_path / f"manifest{item[0]}.json"),
                                  enumerate(shards)))
@@ -88,7 +87,8 @@ def test_mutated_mp4_and_mkv_files_either_decode_or_raise_the_contract_error(tmp
                     escaped.append((shard[index], entry, outcome))
                 elif outcome["result"] == "VideoDecodeError" and not outcome["names_file"]:
                     unnamed.append((shard[index], entry, outcome))
-    summary = ", ".join(f"{suffix} {entry} {result}: {count}" for (suffix, entry, result), count in sorted(counts.items()))
+    summary = ", ".join(f"{suffix} {entry} {result}: {count}"
+                        for (suffix, entry, result), count in sorted(counts.items()))
     print(f"\n{len(paths)} mutated files in {time.perf_counter() - started:.1f} s: {summary}; "
           f"{len(failures)} hangs/crashes")
     assert not failures, failures[:3]
