@@ -46,7 +46,7 @@ import torch
 from tqdm.auto import tqdm
 from transformers.utils import logging
 
-from .index import EmbeddingIndex, create_index, load_index
+from .index import EmbeddingIndex, checked_field, create_index, load_index, read_json_object
 from .video_files import VIDEO_EXTENSIONS, find_videos
 
 logger = logging.get_logger(__name__)
@@ -265,14 +265,15 @@ class VideoRetriever:
         return paths, video_ids
 
     def _load_video(self, path: str):
-        """`(pixel_values_videos (1, T, C, H, W), None)`, or `(None, reason)` when the file cannot be decoded."""
+        """`(pixel_values_videos (1, T, C, H, W), None)`, or `(None, error)` when the file cannot be decoded (the
+        processor raises `VideoDecodeError` for any unreadable file, `FileNotFoundError` for a missing one)."""
         try:
             return self.processor(videos=[path], return_tensors="pt")["pixel_values_videos"], None
         except DECODE_ERRORS as err:
-            return None, f"{type(err).__name__}: {err}"
+            return None, err
 
     def _decoded_batches(self, paths: list[str], batch_size: int, num_workers: int):
-        """Yield `(start, [(pixels, reason), ...])` per batch; with workers, the next batch decodes meanwhile."""
+        """Yield `(start, [(pixels, error), ...])` per batch; with workers, the next batch decodes meanwhile."""
         starts = range(0, len(paths), batch_size)
         if num_workers == 0:
             for start in starts:
@@ -293,7 +294,8 @@ class VideoRetriever:
         pixels = pixels.to(device=self.device, dtype=self._floating_dtype())
         return _as_embeddings(self.model.get_video_features(pixel_values_videos=pixels)).float().cpu()
 
-    def index_videos(self, videos, video_ids=None, batch_size: int = 8, num_workers: int = 0) -> int:
+    def index_videos(self, videos, video_ids=None, batch_size: int = 8, num_workers: int = 0,
+                     skip_bad: bool = True) -> int:
         """
         Decode, encode and add videos to the index; can be called again to add more.
 
@@ -305,8 +307,9 @@ class VideoRetriever:
             video_ids (*optional*): one unique id per video; default: the path (or the dataset's "video_id").
             batch_size (`int`, defaults to 8): videos encoded together.
             num_workers (`int`, defaults to 0): threads decoding the next batch while this one is encoded.
-
-        A video that cannot be decoded is logged, recorded in `self.skipped` as `(path, reason)` and left out.
+            skip_bad (`bool`, defaults to `True`): leave out a video that cannot be decoded (logged, recorded in
+                `self.skipped` as `(path, reason)`, counted in the closing log line); `False` raises the first
+                such error (`VideoDecodeError` naming the file, or `FileNotFoundError`).
 
         Returns:
             `int`: the number of videos added.
@@ -322,8 +325,11 @@ class VideoRetriever:
         progress = tqdm(total=len(paths), desc="Indexing videos", unit="video", disable=not self.show_progress)
         for start, loaded in self._decoded_batches(paths, batch_size, num_workers):
             rows, pixels = [], []
-            for offset, (pixel_values, reason) in enumerate(loaded):
-                if reason is not None:
+            for offset, (pixel_values, error) in enumerate(loaded):
+                if error is not None:
+                    if not skip_bad:
+                        raise error
+                    reason = f"{type(error).__name__}: {error}"
                     logger.warning("Skipping video %r: %s", paths[start + offset], reason)
                     self.skipped.append(SkippedVideo(paths[start + offset], reason))
                     continue
@@ -565,10 +571,7 @@ class VideoRetriever:
         path = os.path.join(directory, RETRIEVER_CONFIG_NAME)
         if not os.path.isfile(path):
             raise FileNotFoundError(f"No saved retriever in {directory}: {RETRIEVER_CONFIG_NAME} is missing.")
-        with open(path) as file:
-            config = json.load(file)
-        with open(os.path.join(directory, VIDEOS_NAME)) as file:
-            videos = json.load(file)
+        config, videos = _read_saved_config(path), _read_saved_videos(os.path.join(directory, VIDEOS_NAME))
         retriever = cls(model, processor, index_backend=config["index_backend"], **kwargs)
         saved = config["model"]
         model_dim = retriever.model_embed_dim()
@@ -594,6 +597,50 @@ class VideoRetriever:
         retriever._id_to_row = {video_id: row for row, video_id in enumerate(retriever._video_ids)}
         retriever.skipped = [SkippedVideo(*item) for item in config.get("skipped", [])]
         return retriever
+
+
+def _read_saved_config(path: str) -> dict:
+    """`retriever.json`, every field checked (a `ValueError` names the file and the field)."""
+    config = read_json_object(path)
+    checked_field(config, "num_videos", (int,), path)
+    checked_field(config, "embed_dim", (int, type(None)), path)
+    checked_field(config, "index_backend", (str,), path)
+    checked_field(config, "index_params", (dict,), path)
+    checked_field(config, "num_frames", (int, type(None)), path)
+    model = checked_field(config, "model", (dict,), path)
+    for key in ("class", "config_hash"):
+        checked_field(model, key, (str,), f"{path} (field 'model')")
+    checked_field(model, "name_or_path", (str, type(None)), f"{path} (field 'model')")
+    skipped = checked_field(config, "skipped", (list,), path, optional=True) or []
+    for number, item in enumerate(skipped):
+        if not (isinstance(item, list) and len(item) == 2 and all(isinstance(part, str) for part in item)):
+            raise ValueError(f"{path}: skipped[{number}] must be a [path, reason] pair of strings, got "
+                             f"{json.dumps(item)[:80]}.")
+    return config
+
+
+def _read_saved_videos(path: str) -> dict:
+    """`videos.json`: `video_ids` (unique strings) and `paths` (strings or null), one each per indexed video."""
+    if not os.path.isfile(path):
+        raise FileNotFoundError(f"{path} is missing: the saved retriever is incomplete.")
+    videos = read_json_object(path)
+    video_ids = checked_field(videos, "video_ids", (list,), path)
+    paths = checked_field(videos, "paths", (list,), path)
+    for field, values, types in (("video_ids", video_ids, (str,)), ("paths", paths, (str, type(None)))):
+        wrong = next((number for number, value in enumerate(values) if not isinstance(value, types)), None)
+        if wrong is not None:
+            raise ValueError(f"{path}: {field}[{wrong}] must be a string{' or null' if field == 'paths' else ''}, "
+                             f"got {json.dumps(values[wrong])[:80]}.")
+    if len(video_ids) != len(paths):
+        raise ValueError(f"{path}: 'video_ids' has {len(video_ids)} entries but 'paths' has {len(paths)}.")
+    seen, duplicates = set(), []
+    for video_id in video_ids:
+        if video_id in seen:
+            duplicates.append(video_id)
+        seen.add(video_id)
+    if duplicates:
+        raise ValueError(f"{path}: 'video_ids' must be unique; repeated: {sorted(set(duplicates))[:5]}.")
+    return videos
 
 
 __all__ = ["VideoRetriever", "RetrievalResult", "SkippedVideo", "config_fingerprint", "DECODE_ERRORS"]
