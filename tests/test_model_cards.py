@@ -4,6 +4,7 @@ and stays valid without them; the weight precision comes from the tensors, not f
 the card says so instead of inventing a repository name."""
 
 import json
+from pathlib import Path
 
 import pytest
 import yaml
@@ -183,10 +184,10 @@ def test_results_without_a_dataset_leave_out_the_model_index(t2v2t_folder, tmp_p
 def test_a_missing_license_fails_with_a_clear_error(monkeypatch, t2v2t_folder, tmp_path):
     import importlib.metadata
 
-    def not_installed(name):
-        raise importlib.metadata.PackageNotFoundError(name)
+    def not_installed(name=None, **kwargs):
+        return iter(())  # no distribution of that name on the path
 
-    monkeypatch.setattr(importlib.metadata, "distribution", not_installed)
+    monkeypatch.setattr(importlib.metadata, "distributions", not_installed)
     with pytest.raises(FileNotFoundError, match="'t2v2t' distribution is not installed.*--license-file"):
         build_hub_folder(t2v2t_folder, tmp_path / "hub", repo_id="me/t2v2t-tiny")
     assert not (tmp_path / "hub").exists()  # nothing written
@@ -194,3 +195,18 @@ def test_a_missing_license_fails_with_a_clear_error(monkeypatch, t2v2t_folder, t
     own.write_text("my terms\n")
     out = build_hub_folder(t2v2t_folder, tmp_path / "hub", repo_id="me/t2v2t-tiny", license_file=own)
     assert (out / "LICENSE").read_text() == "my terms\n"
+
+
+def test_license_is_found_past_a_build_time_egg_info_that_shadows_the_install(monkeypatch, tmp_path):
+    # A source checkout as cwd holds `t2v2t.egg-info` without licence files; the installed metadata still has it.
+    import importlib.metadata
+
+    from modeling_t2v2t.hub.publishing import license_text
+
+    shadow = tmp_path / "t2v2t.egg-info"
+    shadow.mkdir()
+    (shadow / "PKG-INFO").write_text("Metadata-Version: 2.1\nName: t2v2t\nVersion: 0.1.0\n")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    names = [dist.locate_file("") for dist in importlib.metadata.distributions(name="t2v2t")]
+    assert len(names) >= 2 and importlib.metadata.distribution("t2v2t").read_text("licenses/LICENSE") is None
+    assert license_text() == (Path(__file__).resolve().parents[1] / "LICENSE").read_text()

@@ -55,17 +55,20 @@ def license_text() -> str:
     The licence text of the installed `t2v2t` distribution, read from its metadata (`licenses/LICENSE`, which
     setuptools writes into the wheel and into editable installs alike), so publishing works from any install.
     """
-    try:
-        distribution = importlib.metadata.distribution(DISTRIBUTION)
-    except importlib.metadata.PackageNotFoundError as error:
+    # Every metadata folder named t2v2t on the path, not only the first: a source checkout holds a build-time
+    # `t2v2t.egg-info` (no licence files) that shadows the installed dist-info when the checkout is the cwd.
+    distributions = list(importlib.metadata.distributions(name=DISTRIBUTION))
+    if not distributions:
         raise FileNotFoundError(f"The {DISTRIBUTION!r} distribution is not installed, so its LICENSE cannot be read; "
-                                "install the package (pip install .) or pass license_file=/--license-file.") from error
-    for name in ("licenses/LICENSE", "LICENSE"):  # metadata 2.4 layout, then older setuptools
-        text = distribution.read_text(name)
-        if text:
-            return text
-    raise FileNotFoundError(f"The installed {DISTRIBUTION!r} distribution ({distribution.locate_file('')}) has no "
-                            "licenses/LICENSE in its metadata; reinstall it or pass license_file=/--license-file.")
+                                "install the package (pip install .) or pass license_file=/--license-file.")
+    for distribution in distributions:
+        for name in ("licenses/LICENSE", "LICENSE"):  # metadata 2.4 layout, then older setuptools
+            text = distribution.read_text(name)
+            if text:
+                return text
+    places = ", ".join(str(distribution.locate_file("")) for distribution in distributions)
+    raise FileNotFoundError(f"The installed {DISTRIBUTION!r} distribution ({places}) has no licenses/LICENSE in its "
+                            "metadata; reinstall it or pass license_file=/--license-file.")
 
 
 # ----- reading what a training run left behind -------------------------------------------------------------------
