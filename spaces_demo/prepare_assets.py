@@ -21,9 +21,13 @@ to render or reuse the synthetic benchmark); the Space itself only reads what th
 3. Verification: the float16 folder is loaded with `AutoModel(..., trust_remote_code=True)` next to the original, and
    their embedding and rerank scores on the gallery must agree within `--tolerance`.
 
+The checkpoint's `.py` files are relative symbolic links to the library's files (`--copy-code` writes copies instead):
+git keeps one copy of the model code, the Space can never run stale code, and `hf upload` / `upload_folder` upload
+the files the links point to, so the Space receives ordinary files.
+
 `--refresh-code` rebuilds step 1 from the committed checkpoint itself (no training output needed; float16 weights
-round-trip through float32 unchanged) and leaves the gallery alone: run it after changing model code, so the
-committed code files stay byte-identical to the library's (tests/test_demo_checkpoint.py checks that).
+round-trip through float32 unchanged) and leaves the gallery alone: run it after changing a model's config format or
+the card template (tests/test_demo_checkpoint.py checks that the committed folder is what it writes).
 
 Idempotent and deterministic: the outputs are rebuilt from scratch each run (stale files removed), JSON is written
 with sorted keys, and the same model and settings give byte-identical files.
@@ -43,6 +47,7 @@ from safetensors.torch import save_file
 from transformers import AutoConfig, AutoModel, AutoProcessor
 
 # Importing the package registers its model types, so the Auto classes below give the library's own classes.
+import modeling_t2v2t
 from modeling_t2v2t.hub.publishing import build_hub_folder
 
 HERE = Path(__file__).resolve().parent
@@ -105,11 +110,27 @@ def save_with_library(model_dir: Path, out_dir: Path) -> None:
     processor.save_pretrained(out_dir)
 
 
+def link_code_to_library(folder: Path, target: Path) -> list[str]:
+    """Replace each `.py` file of `folder` (to be moved to `target`) by a relative symbolic link to the library file
+    of the same name, after checking the two are identical. Returns the linked file names."""
+    library = Path(modeling_t2v2t.__file__).resolve().parent
+    linked = []
+    for path in sorted(folder.glob("*.py")):
+        source = library / path.name
+        if not source.is_file() or source.read_bytes() != path.read_bytes():
+            raise ValueError(f"{path.name} written by save_pretrained is not the library file {source}.")
+        path.unlink()
+        path.symlink_to(os.path.relpath(source, target.resolve()))
+        linked.append(path.name)
+    return linked
+
+
 def build_checkpoint(model_dir: Path, out_dir: Path, name: str, config_path: Path | None = None,
-                     model_card: Path | None = None) -> Path:
+                     model_card: Path | None = None, copy_code: bool = False) -> Path:
     """
     Write `out_dir/name` from the saved model folder `model_dir` (a training output, or the checkpoint folder
-    itself to refresh it) and return it; also copy its model card to `model_card` when given.
+    itself to refresh it) and return it; also copy its model card to `model_card` when given. Code files are links
+    to the library's files unless `copy_code`.
     """
     model_dir = model_dir.resolve()
     if not (model_dir / "config.json").is_file() or not (model_dir / WEIGHTS).is_file():
@@ -132,6 +153,8 @@ def build_checkpoint(model_dir: Path, out_dir: Path, name: str, config_path: Pat
             build_hub_folder(saved, staging, training_config=training_config, model_name=name)
         staging.chmod(0o755)  # mkdtemp makes it 0700
         target = out_dir / name
+        if not copy_code:
+            link_code_to_library(staging, target)
         _replace_dir(staging, target)
     finally:
         if staging.exists():
@@ -241,6 +264,9 @@ def main(argv=None) -> None:
     parser.add_argument("--refresh-code", action="store_true",
                         help="rebuild checkpoints/NAME from itself with the library's current code, configs and "
                              "card (same weights; no training output or gallery needed)")
+    parser.add_argument("--copy-code", action="store_true",
+                        help="write the code files as copies, not links to the library (a self-contained folder, "
+                             "e.g. to `git push` to a Space repository)")
     parser.add_argument("--model-card", type=Path, default=None,
                         help="also write the checkpoint's model card here (default: the repository's model_card.md "
                              "for the default checkpoint in the default Space folder)")
@@ -258,7 +284,7 @@ def main(argv=None) -> None:
         # The checkpoint's own copy of its training config, once it has one, is what it was trained with.
         own_config = current / "training_config.json"
         target = build_checkpoint(current, args.out / "checkpoints", args.name,
-                                  own_config if own_config.is_file() else config_path, model_card)
+                                  own_config if own_config.is_file() else config_path, model_card, args.copy_code)
         logger.info("Done: refreshed %s from the library (weights unchanged; gallery untouched).", target)
         return
 
@@ -267,7 +293,8 @@ def main(argv=None) -> None:
     seed = args.seed if args.seed is not None else seed
     gallery_dir = args.out / "gallery"
     build_gallery(gallery_dir, args.num_gallery, num_videos, seed)
-    target = build_checkpoint(args.model, args.out / "checkpoints", args.name, config_path, model_card)
+    target = build_checkpoint(args.model, args.out / "checkpoints", args.name, config_path, model_card,
+                              args.copy_code)
     if not args.skip_verify:
         verify(args.model, target, gallery_dir, args.tolerance)
     logger.info("Done: checkpoint %s, gallery %s.", target, gallery_dir)

@@ -3,6 +3,7 @@ library's, `spaces_demo/prepare_assets.py --refresh-code` rebuilds exactly the c
 repository's `model_card.md` is that checkpoint's rendered card."""
 
 import json
+import os
 import sys
 from pathlib import Path
 
@@ -18,13 +19,23 @@ sys.path.insert(0, str(SPACE))  # the Space's modules import each other as top-l
 import prepare_assets  # noqa: E402
 
 
-def test_every_code_file_is_the_library_file_byte_for_byte():
+def test_every_code_file_is_a_link_to_the_library_file():
     code = sorted(CHECKPOINT_DIR.glob("*.py"))
     assert code, f"no code files in {CHECKPOINT_DIR}"
     for path in code:
         library = LIBRARY / path.name
         assert library.is_file(), f"{path.name} is not a library file: {REFRESH}"
-        assert path.read_bytes() == library.read_bytes(), f"{path} differs from {library}: {REFRESH}"
+        assert path.is_symlink() and not Path(os.readlink(path)).is_absolute(), f"{path}: {REFRESH}"
+        assert path.resolve() == library.resolve(), f"{path} does not point at {library}: {REFRESH}"
+
+
+def test_copy_code_writes_the_library_files_byte_for_byte(tmp_path):
+    rebuilt = prepare_assets.build_checkpoint(CHECKPOINT_DIR, tmp_path / "checkpoints", CHECKPOINT_DIR.name,
+                                              CHECKPOINT_DIR / "training_config.json", copy_code=True)
+    code = sorted(rebuilt.glob("*.py"))
+    assert [path.name for path in code] == sorted(path.name for path in CHECKPOINT_DIR.glob("*.py"))
+    for path in code:
+        assert not path.is_symlink() and path.read_bytes() == (LIBRARY / path.name).read_bytes(), path.name
 
 
 def test_the_committed_folder_is_what_prepare_assets_writes(tmp_path):
@@ -35,6 +46,7 @@ def test_the_committed_folder_is_what_prepare_assets_writes(tmp_path):
     assert sorted(path.name for path in rebuilt.iterdir()) == committed, REFRESH
     for name in committed:
         assert (rebuilt / name).read_bytes() == (CHECKPOINT_DIR / name).read_bytes(), f"{name}: {REFRESH}"
+        assert (rebuilt / name).is_symlink() == (CHECKPOINT_DIR / name).is_symlink(), f"{name}: {REFRESH}"
     assert card.read_bytes() == (REPO / "model_card.md").read_bytes(), REFRESH
 
 
