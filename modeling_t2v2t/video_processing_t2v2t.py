@@ -306,9 +306,9 @@ def _load_image_file(path: str, sample_indices_fn: Callable | None) -> tuple[np.
     return frame[None][metadata.frames_indices], metadata
 
 
-def _open_stream(container, path: str, threads: int):
-    """`(stream, header frame count, packet scan, metadata)` of the first video stream; raises `VideoDecodeError`
-    for a file without a usable one."""
+def first_video_stream(container, path: str):
+    """The first video stream of an open PyAV `container`; `VideoDecodeError` if there is none or FFmpeg has no
+    decoder for it."""
     if not container.streams.video:
         kinds = [stream.type for stream in container.streams]
         found = f"only {', '.join(kinds)} stream(s)" if kinds else "no streams at all"
@@ -316,6 +316,13 @@ def _open_stream(container, path: str, threads: int):
     stream = container.streams.video[0]
     if stream.codec_context is None:
         raise VideoDecodeError(path, "FFmpeg has no decoder for the video stream's codec.")
+    return stream
+
+
+def _open_stream(container, path: str, threads: int):
+    """`(stream, header frame count, packet scan, metadata)` of the first video stream; raises `VideoDecodeError`
+    for a file without a usable one."""
+    stream = first_video_stream(container, path)
     # One decoding thread by default: FFmpeg's automatic thread pool costs ~10 ms per open, more than decoding a
     # short clip, and DataLoader workers already decode clips in parallel.
     stream.codec_context.thread_count = threads
@@ -581,6 +588,8 @@ __all__ = [
     "DECODE_STRATEGIES",
     "segment_middle_indices",
     "load_video_file",
+    "first_video_stream",
+    "reading_media",
     "make_video_list",
     "IMAGE_SUFFIXES",
 ]

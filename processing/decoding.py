@@ -32,6 +32,7 @@ from modeling_t2v2t.video_processing_t2v2t import (
     DECODE_STRATEGIES,
     IMAGE_SUFFIXES,
     VideoDecodeError,
+    first_video_stream,
     load_video_file,
     reading_media,
     segment_middle_indices,
@@ -191,13 +192,7 @@ def _probe_container(path: str) -> VideoInfo:
             raise VideoDecodeError(path, _unopenable_reason(path, error)) from error
     # Corrupt metadata fails outside FFmpeg too (a UnicodeDecodeError decoding a tag, no codec_context, ...).
     with reading_media(path, "could not read the container"), container:
-        if not container.streams.video:
-            kinds = [stream.type for stream in container.streams]
-            found = f"only {', '.join(kinds)} stream(s)" if kinds else "no streams at all"
-            raise VideoDecodeError(path, f"no video stream ({found}).")
-        stream = container.streams.video[0]
-        if stream.codec_context is None:
-            raise VideoDecodeError(path, "FFmpeg has no decoder for the video stream's codec.")
+        stream = first_video_stream(container, path)
         num_frames = stream.frames or _count_packets(container, stream)
         if num_frames == 0:
             raise VideoDecodeError(path, "the video stream has 0 frames.")
