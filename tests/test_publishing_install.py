@@ -64,7 +64,7 @@ def test_installed_package_publishes_every_model_type(installed, tmp_path):
         assert Path(line).resolve().is_relative_to(installed.resolve()), where.stdout  # not the checkout
     assert (installed / "modeling_t2v2t" / "hub" / "templates" / "model_card_xpool.md").is_file()
 
-    models, folders = {}, {}
+    models = {}
     for model_type, build in BUILDERS.items():
         model = build(seed=1)
         processor = tiny_processor(tmp_path / f"tok-{model_type}", model.config)

@@ -10,18 +10,12 @@ import pytest
 import torch
 from broken_media import write_small_video
 from safetensors.torch import save_file
+from tiny_models import TINY_MODEL
 from transformers import Trainer
 
 from training import finetune
 from training.checkpoints import checkpoint_problem, newest_complete_checkpoint, resolve_resume_checkpoint
 
-TINY_MODEL = {
-    "text_config": {"hidden_size": 32, "num_hidden_layers": 2, "num_attention_heads": 4, "intermediate_size": 48,
-                    "max_position_embeddings": 64},
-    "vision_config": {"image_size": 32, "patch_size": 16, "hidden_size": 32, "num_hidden_layers": 1,
-                      "num_attention_heads": 4, "intermediate_size": 48, "drop_path_rate": 0.0},
-    "fusion_layer": 1, "embed_dim": 16,
-}
 
 
 def _checkpoint(folder: Path, step: int, state: str | None = "ok", weights: str = "ok") -> Path:

@@ -5,12 +5,11 @@ loads with `trust_remote_code=True` in a process that cannot import the package,
 import base64
 import json
 
-import numpy as np
 import pytest
 import torch
 from test_cret import tiny_cret
 from test_push_to_hub import mock_hub  # noqa: F401  (fixture: huggingface_hub's HTTP calls to a mocked Hub)
-from test_xpool import CAPTIONS, run_in_fresh_process, tiny_processor, tiny_xpool
+from test_xpool import assert_loads_without_the_package, tiny_processor, tiny_xpool
 from tiny_models import tiny_config
 from transformers import Trainer, TrainingArguments
 
@@ -43,27 +42,6 @@ def assert_hub_folder(files: dict[str, bytes], model_type: str) -> None:
     for reference in [*MODEL_AUTO_MAP[model_type].values(), *PROCESSOR_AUTO_MAP.values()]:
         assert reference.split(".")[0] + ".py" in files, reference
     assert "__init__.py" not in files
-
-
-def assert_loads_without_the_package(tmp_path, folders: dict) -> None:
-    """Each folder (-> the `(model, processor)` saved there) loads with `trust_remote_code=True` in a process that
-    cannot import the package, from the folder's own code, and gives exactly the saved model's outputs."""
-    videos = [np.random.default_rng(i).integers(0, 256, (5, 40, 48, 3), dtype=np.uint8) for i in range(2)]
-    remote = run_in_fresh_process(tmp_path, list(folders), CAPTIONS[:2], videos)
-    for folder, (model, processor) in folders.items():
-        result = remote[str(folder)]
-        assert result["class"].startswith("transformers_modules.")
-        assert result["class"].endswith("." + type(model).__name__)
-        assert result["processor"].startswith("transformers_modules.")
-        batch = processor(text=CAPTIONS[:2], videos=videos)
-        assert torch.equal(result["input_ids"], batch["input_ids"])
-        with torch.no_grad():
-            local = model(**batch).logits_per_text
-            features = (model.get_text_features(batch["input_ids"], batch["attention_mask"]),
-                        model.get_video_features(batch["pixel_values_videos"]))
-        torch.testing.assert_close(result["logits_per_text"], local, rtol=0, atol=0)
-        for remote_features, local_features in zip(result["features"], features):
-            torch.testing.assert_close(remote_features, local_features, rtol=0, atol=0)
 
 
 @pytest.mark.slow

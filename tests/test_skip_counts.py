@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 import torch
 from broken_media import BROKEN_KINDS, write_broken, write_small_video
-from tiny_models import tiny_config, tiny_tokenizer
+from tiny_models import TINY_MODEL, tiny_config, tiny_tokenizer
 
 from modeling_t2v2t import T2V2TModel, T2V2TProcessor, T2V2TVideoProcessor
 from modeling_t2v2t.retrieval.retriever import VideoRetriever
@@ -23,13 +23,6 @@ from training import finetune
 
 NUM_GOOD = 24  # + one file of each of the 6 broken kinds: 20% of the dataset is broken
 WORDS = ["red", "green", "blue", "square", "circle", "moves", "left", "right", "up", "down", "a", "spins"]
-TINY_MODEL = {
-    "text_config": {"hidden_size": 32, "num_hidden_layers": 2, "num_attention_heads": 4, "intermediate_size": 48,
-                    "max_position_embeddings": 64},
-    "vision_config": {"image_size": 32, "patch_size": 16, "hidden_size": 32, "num_hidden_layers": 1,
-                      "num_attention_heads": 4, "intermediate_size": 48, "drop_path_rate": 0.0},
-    "fusion_layer": 1, "embed_dim": 16,
-}
 
 
 @pytest.fixture(scope="module")
