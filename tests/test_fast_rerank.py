@@ -1,0 +1,119 @@
+"""The cached joint encoder (`build_joint_cache` + `score_pairs(use_joint_cache=True)`) equals the straightforward
+`fuse` path: every fusion mode, both bypass modes, several videos, captions of different lengths with padding."""
+
+import pytest
+import torch
+
+from modeling_t2v2t import T2V2TModel
+from tiny_models import tiny_config
+
+MODES = [("t2v2t", "self"), ("t2v2t", "null"), ("naive_t2v2t", "self"), ("v2t", "self")]
+
+
+def _model(fusion_mode, bypass_mode, **overrides):
+    torch.manual_seed(0)
+    config = tiny_config(fusion_mode=fusion_mode, bypass_mode=bypass_mode, rerank_score="vtm",
+                         t2v_layer_scale_init_value=0.5, **overrides)
+    model = T2V2TModel(config).eval()
+    with torch.no_grad():  # move every weight off its init (zero null values, constant gates) so all terms count
+        generator = torch.Generator().manual_seed(1)
+        for parameter in model.parameters():
+            parameter.add_(0.1 * torch.randn(parameter.shape, generator=generator))
+    return model
+
+
+def _captions(generator, count=7, length=9):
+    ids = torch.randint(5, 60, (count, length), generator=generator)
+    mask = torch.ones_like(ids)
+    for row, stop in enumerate([3, 9, 6, 4, 9, 2, 5][:count]):  # different lengths, right-padded
+        mask[row, stop:] = 0
+    mask[:, -1] = 0  # a padding column shared by all captions
+    return ids, mask
+
+
+@pytest.mark.parametrize("fusion_mode,bypass_mode", MODES)
+def test_cached_scores_equal_reference(fusion_mode, bypass_mode):
+    model = _model(fusion_mode, bypass_mode)
+    generator = torch.Generator().manual_seed(2)
+    ids, mask = _captions(generator)
+    with torch.no_grad():
+        text = model.encode_text(ids, mask)
+        videos = model.encode_video(torch.randn(3, 3, 3, 32, 32, generator=generator), joint_cache=True)
+        video_index = torch.tensor([0, 1, 2, 0, 2, 1, 0])
+        kwargs = dict(text_encoding=text, video_encoding=videos, video_index=video_index, output_bypass_probs=True)
+        fast = model.score_pairs(**kwargs)
+        reference = model.score_pairs(**kwargs, use_joint_cache=False)
+    torch.testing.assert_close(fast.vtm_logits, reference.vtm_logits, rtol=1e-4, atol=1e-5)
+    torch.testing.assert_close(fast.scores, reference.scores, rtol=1e-4, atol=1e-5)
+    assert reference.scores.std() > 1e-2  # the pairs really differ (the check is not on constants)
+    if fusion_mode == "t2v2t":
+        assert len(fast.bypass_probs) == 1
+        torch.testing.assert_close(fast.bypass_probs[0], reference.bypass_probs[0], rtol=1e-4, atol=1e-6)
+    else:
+        assert fast.bypass_probs is None and reference.bypass_probs is None
+
+
+@pytest.mark.parametrize("fusion_mode,bypass_mode", MODES[:3])
+def test_text_to_video_update_matters(fusion_mode, bypass_mode):
+    """The low-rank term is exercised: zeroing the text->video layer scale changes the scores of both paths."""
+    model = _model(fusion_mode, bypass_mode)
+    ids, mask = _captions(torch.Generator().manual_seed(3), count=3)
+    pixels = torch.randn(3, 3, 3, 32, 32, generator=torch.Generator().manual_seed(4))
+    with torch.no_grad():
+        before = model.score_pairs(ids, mask, pixels).scores
+        model.t2v_layers[0].layer_scale.zero_()
+        after_fast = model.score_pairs(ids, mask, pixels).scores
+        after_reference = model.score_pairs(ids, mask, pixels, use_joint_cache=False).scores
+    assert (before - after_fast).abs().max() > 1e-3
+    torch.testing.assert_close(after_fast, after_reference, rtol=1e-4, atol=1e-5)
+
+
+def test_cache_is_per_video_and_in_model_dtype():
+    model = _model("t2v2t", "self")
+    config = model.config
+    with torch.no_grad():
+        videos = model.encode_video(torch.randn(2, 3, 3, 32, 32), joint_cache=True)
+    tokens = videos.video_tokens.shape[1]
+    fusion_layers = config.text_config.num_hidden_layers - config.fusion_layer
+    assert videos.fusion_keys.shape == (2, fusion_layers, tokens, config.text_config.hidden_size)
+    assert videos.fusion_values.shape == videos.fusion_keys.shape
+    assert videos.t2v_queries.shape == (2, tokens, config.vision_config.hidden_size)
+    assert videos.t2v_bypass_logits.shape == (2, config.vision_config.num_attention_heads, tokens)
+    assert videos.fusion_keys.dtype == model.dtype
+    # select() carries the cache, so a query against k cached videos needs no rebuild.
+    picked = videos.select(torch.tensor([1]))
+    torch.testing.assert_close(picked.fusion_keys[0], videos.fusion_keys[1])
+
+
+def test_cached_path_without_prebuilt_cache_and_aligned_pairs():
+    """score_pairs(...) on raw inputs (aligned pairs, no video_index) takes the cached path by default."""
+    model = _model("t2v2t", "null")
+    ids, mask = _captions(torch.Generator().manual_seed(5), count=3)
+    pixels = torch.randn(3, 3, 3, 32, 32, generator=torch.Generator().manual_seed(6))
+    with torch.no_grad():
+        fast = model.score_pairs(ids, mask, pixels)
+        reference = model.score_pairs(ids, mask, pixels, use_joint_cache=False)
+    torch.testing.assert_close(fast.scores, reference.scores, rtol=1e-4, atol=1e-5)
+
+
+def test_two_text_to_video_layers_use_the_reference_path():
+    model = _model("t2v2t", "self", num_t2v_layers=2)
+    assert not model.supports_joint_cache
+    ids, mask = _captions(torch.Generator().manual_seed(7), count=2)
+    pixels = torch.randn(2, 3, 3, 32, 32)
+    with torch.no_grad():
+        default = model.score_pairs(ids, mask, pixels).scores
+        reference = model.score_pairs(ids, mask, pixels, use_joint_cache=False).scores
+        torch.testing.assert_close(default, reference)
+        with pytest.raises(ValueError, match="num_t2v_layers=2"):
+            model.score_pairs(ids, mask, pixels, use_joint_cache=True)
+
+
+def test_video_index_shape_is_checked():
+    model = _model("v2t", "self")
+    ids, mask = _captions(torch.Generator().manual_seed(8), count=3)
+    with torch.no_grad():
+        text = model.encode_text(ids, mask)
+        videos = model.encode_video(torch.randn(2, 3, 3, 32, 32))
+        with pytest.raises(ValueError, match="video_index"):
+            model.score_pairs(text_encoding=text, video_encoding=videos, video_index=torch.tensor([0, 1]))
