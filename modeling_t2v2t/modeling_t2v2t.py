@@ -573,7 +573,8 @@ class T2V2TModel(T2V2TPreTrainedModel):
                 loss_vtm, vtm_logits = self.vtm_loss(text, video, logits_per_text.detach(), ids)
                 loss = loss + self.config.vtm_loss_weight * loss_vtm
         elif self.config.has_joint_encoder and input_ids.shape[0] == pixel_values_videos.shape[0]:
-            vtm_logits = self.score_pairs(text_encoding=text, video_encoding=video).vtm_logits
+            # Aligned pairs use each video once: a per-video cache would not be reused, so the reference path.
+            vtm_logits = self.score_pairs(text_encoding=text, video_encoding=video, use_joint_cache=False).vtm_logits
 
         output = T2V2TOutput(
             loss=loss, loss_vtc=loss_vtc, loss_vtm=loss_vtm,
