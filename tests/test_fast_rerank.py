@@ -117,3 +117,31 @@ def test_video_index_shape_is_checked():
         videos = model.encode_video(torch.randn(2, 3, 3, 32, 32))
         with pytest.raises(ValueError, match="video_index"):
             model.score_pairs(text_encoding=text, video_encoding=videos, video_index=torch.tensor([0, 1]))
+
+
+def test_two_stage_evaluation_builds_each_cache_once_and_matches_reference(monkeypatch):
+    import numpy as np
+
+    from modeling_t2v2t.retrieval.evaluation import evaluate_two_stage
+
+    model = _model("t2v2t", "self")
+    ids, mask = _captions(torch.Generator().manual_seed(9), count=6)
+    videos = torch.randn(4, 3, 3, 32, 32, generator=torch.Generator().manual_seed(10))
+    text_batches = [{"input_ids": ids[:4], "attention_mask": mask[:4]}, {"input_ids": ids[4:], "attention_mask": mask[4:]}]
+    text_to_video = torch.tensor([0, 1, 2, 3, 0, 1])
+    builds = []
+    build = model.build_joint_cache
+    monkeypatch.setattr(model, "build_joint_cache", lambda encoding: builds.append(len(encoding.video_tokens))
+                        or build(encoding))
+
+    def evaluate(use_joint_cache):
+        return evaluate_two_stage(model, text_batches, [videos[:3], videos[3:]], text_to_video, 4, k=2,
+                                  token_dtype=np.float32, progress=False, pair_batch_size=3,
+                                  use_joint_cache=use_joint_cache)
+
+    fast, reference = evaluate(True), evaluate(False)
+    assert builds == [1, 1, 1, 1]  # one cache per video with candidates (every video here), one video at a time
+    assert fast.num_pairs_scored == reference.num_pairs_scored > 4
+    torch.testing.assert_close(fast.t2v_scores, reference.t2v_scores, rtol=1e-4, atol=1e-5)
+    torch.testing.assert_close(fast.v2t_scores, reference.v2t_scores, rtol=1e-4, atol=1e-5)
+    assert fast.metrics == reference.metrics
