@@ -127,7 +127,8 @@ def test_two_stage_evaluation_builds_each_cache_once_and_matches_reference(monke
     model = _model("t2v2t", "self")
     ids, mask = _captions(torch.Generator().manual_seed(9), count=6)
     videos = torch.randn(4, 3, 3, 32, 32, generator=torch.Generator().manual_seed(10))
-    text_batches = [{"input_ids": ids[:4], "attention_mask": mask[:4]}, {"input_ids": ids[4:], "attention_mask": mask[4:]}]
+    text_batches = [{"input_ids": ids[:4], "attention_mask": mask[:4]},
+                    {"input_ids": ids[4:], "attention_mask": mask[4:]}]
     text_to_video = torch.tensor([0, 1, 2, 3, 0, 1])
     builds = []
     build = model.build_joint_cache
@@ -145,3 +146,63 @@ def test_two_stage_evaluation_builds_each_cache_once_and_matches_reference(monke
     torch.testing.assert_close(fast.t2v_scores, reference.t2v_scores, rtol=1e-4, atol=1e-5)
     torch.testing.assert_close(fast.v2t_scores, reference.v2t_scores, rtol=1e-4, atol=1e-5)
     assert fast.metrics == reference.metrics
+
+
+# ----- VideoRetriever: reranking from the stored joint caches, without decoding --------------------------------
+def test_retriever_reranks_from_stored_joint_cache_without_decoding(tmp_path):
+    from tiny_media import write_grey_video
+    from tiny_models import tiny_tokenizer
+
+    from modeling_t2v2t import T2V2TProcessor, T2V2TVideoProcessor
+    from modeling_t2v2t.retrieval.retriever import VideoRetriever
+
+    model = _model("t2v2t", "self")
+    processor = T2V2TProcessor(T2V2TVideoProcessor.from_vision_config(model.config), tiny_tokenizer(tmp_path / "tok"),
+                               max_length=12)
+    paths = [str(write_grey_video(tmp_path / f"clip{i}.mp4", num_frames=6, step=7 + 6 * i)) for i in range(5)]
+    queries = ["a red square moves left", "a blue circle spins"]
+    plain = VideoRetriever(model, processor, show_progress=False, rerank_cache_size=0)
+    plain.index_videos(paths, batch_size=2)
+    expected = plain.search(queries, k=4, rerank=True, rerank_k=5)
+
+    cached = VideoRetriever(model, processor, show_progress=False, joint_cache=True, joint_cache_dtype="float32")
+    cached.index_videos(paths[:3], batch_size=2)
+    cached.index_videos(paths[3:])  # a second call appends to the store
+    decoded = []
+    original_load = cached._load_video
+    cached._load_video = lambda path: decoded.append(path) or original_load(path)
+    found = cached.search(queries, k=4, rerank=True, rerank_k=5)
+    assert decoded == []  # every candidate came from the store
+    for hits, reference in zip(found, expected):
+        assert [hit.video_id for hit in hits] == [hit.video_id for hit in reference]
+        torch.testing.assert_close(torch.tensor([hit.score for hit in hits]),
+                                   torch.tensor([hit.score for hit in reference]), rtol=1e-4, atol=1e-5)
+
+    # Saved with the index (float16) and memory-mapped back: still no decoding, scores within float16 rounding.
+    half = VideoRetriever(model, processor, show_progress=False, joint_cache=True)
+    half.index_videos(paths, batch_size=2)
+    half.save(tmp_path / "index")
+    assert (tmp_path / "index" / "joint_cache" / "fusion_keys.bin").stat().st_size == (
+        5 * 2 * model.config.vision_config.num_frames * 17 * 32 * 2)  # videos x layers x tokens x width x 2 bytes
+    loaded = VideoRetriever.load(tmp_path / "index", model, processor, show_progress=False)
+    loaded._load_video = lambda path: decoded.append(path) or original_load(path)
+    found = loaded.search(queries, k=4, rerank=True, rerank_k=5)
+    assert decoded == []
+    for hits, reference in zip(found, expected):
+        torch.testing.assert_close(torch.tensor([hit.score for hit in hits]),
+                                   torch.tensor([hit.score for hit in reference]), rtol=2e-2, atol=2e-2)
+
+    # Videos added without a cache (add_embeddings) are decoded at rerank time, as before.
+    with torch.no_grad():
+        embedding = model.get_video_features(processor(videos=paths[:1])["pixel_values_videos"])
+    loaded.add_embeddings(embedding, ["extra"], paths[:1])
+    loaded.search(queries[0], k=6, rerank=True, rerank_k=6)
+    assert decoded == paths[:1]
+
+
+def test_retriever_joint_cache_needs_a_joint_encoder(tmp_path):
+    from modeling_t2v2t.retrieval.retriever import VideoRetriever
+
+    dual = T2V2TModel(tiny_config(fusion_mode="none")).eval()
+    with pytest.raises(ValueError, match="joint_cache=True"):
+        VideoRetriever(dual, processor=None, joint_cache=True)
