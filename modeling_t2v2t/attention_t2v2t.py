@@ -148,7 +148,8 @@ class BypassCrossAttention(nn.Module):
         key/value projections to the few slots rather than to every video token.
 
         Args:
-            video_queries: (Q, Dq) and bypass_logit: (H, Q) from `video_queries` (one video).
+            video_queries: (Q, Dq) and bypass_logit: (H, Q) from `video_queries` (one video), or (T, Q, Dq) and
+                (T, H, Q): one video per caption.
             context: (T, N, Dc) caption states; context_mask: (T, N).
         Returns:
             probs (T, H, Q, S) and values (T, H, S, d) over the S slots that move a token (the words, plus the null
@@ -156,17 +157,21 @@ class BypassCrossAttention(nn.Module):
             probability (T, H, Q) (`None` without bypass).
         """
         captions, length = context.shape[:2]
-        q = split_heads(video_queries[None], self.num_heads)[0]  # (H, Q, d)
         k = split_heads(self.k_proj(context), self.num_heads)  # (T, H, N, d)
         v = split_heads(self.v_proj(context), self.num_heads)
-        # One (H, Q, d) @ (H, d, T*N) product: the video's queries are shared by all captions.
-        logits = torch.matmul(q, k.permute(1, 3, 0, 2).reshape(self.num_heads, self.head_dim, captions * length))
-        logits = logits.view(self.num_heads, -1, captions, length).permute(2, 0, 1, 3) * self.scale  # (T, H, Q, N)
+        if video_queries.dim() == 3:  # one video per caption
+            logits = torch.matmul(split_heads(video_queries, self.num_heads), k.transpose(-1, -2)) * self.scale
+        else:  # one (H, Q, d) @ (H, d, T*N) product: the video's queries are shared by all captions
+            q = split_heads(video_queries[None], self.num_heads)[0]  # (H, Q, d)
+            logits = torch.matmul(q, k.permute(1, 3, 0, 2).reshape(self.num_heads, self.head_dim, captions * length))
+            logits = logits.view(self.num_heads, -1, captions, length).permute(2, 0, 1, 3) * self.scale
+        # logits: (T, H, Q, N)
         if context_mask is not None:
             logits = logits + padding_mask_to_bias(context_mask, logits.dtype)
         if self.bypass is None:
             return logits.softmax(dim=-1), v, None
-        slot = bypass_logit[None, :, :, None].expand(captions, -1, -1, 1)
+        slot = (bypass_logit if bypass_logit.dim() == 3 else bypass_logit[None]).unsqueeze(-1).expand(
+            captions, -1, -1, 1)
         probs = torch.cat([slot, logits], dim=-1).softmax(dim=-1)
         bypass_prob = probs[..., 0]
         if self.bypass == "self":

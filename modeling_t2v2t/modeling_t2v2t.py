@@ -410,9 +410,11 @@ class T2V2TModel(T2V2TPreTrainedModel):
             self._slot_weights_cache = (stamp, maps)
         return maps
 
-    def _fuse_one_video(self, text_states, attention_mask, video: T2V2TVideoEncoding, row: int):
-        """[CLS] of the fused states (T, D) of T captions against cached video `row`, and the bypass probabilities
-        (T, H, M) or `None`. See the README section "Exact cached reranking" for why this equals `fuse`."""
+    def _fuse_cached(self, text_states, attention_mask, video: T2V2TVideoEncoding, row):
+        """[CLS] of the fused states (T, D) of T captions against cached video `row` (an int: one video shared by
+        all T captions, its keys/values used once for all) or videos `row[t]` (a (T,) tensor: one video per
+        caption, batched), and the bypass probabilities (T, H, M) or `None`. See the README section "Exact cached
+        reranking" for why this equals `fuse`."""
         length = int(attention_mask.any(dim=0).nonzero().max()) + 1 if bool(attention_mask.any()) else 1
         text_states, attention_mask = text_states[:, :length], attention_mask[:, :length]  # trailing padding
         low_rank, bypass_prob = (), None
@@ -440,10 +442,17 @@ class T2V2TModel(T2V2TPreTrainedModel):
         states = text_encoding.text_states
         cls = states.new_empty(states.shape[0], states.shape[-1])
         bypass = None
-        for row in video_index.unique().tolist():
-            pairs = (video_index == row).nonzero(as_tuple=True)[0]
-            cls_rows, bypass_prob = self._fuse_one_video(states[pairs], text_encoding.attention_mask[pairs],
-                                                         video_encoding, row)
+        # Videos with several captions: one call each, its keys/values shared by all of them. Videos with one
+        # caption (a query against its candidates): one batched call over all of them.
+        videos, counts = video_index.unique(return_counts=True)
+        groups = [(video_index == row).nonzero(as_tuple=True)[0] for row in videos[counts > 1].tolist()]
+        singles = torch.isin(video_index, videos[counts == 1]).nonzero(as_tuple=True)[0]
+        calls = [(pairs, int(video_index[pairs[0]])) for pairs in groups]
+        if len(singles):
+            calls.append((singles, video_index[singles]))
+        for pairs, row in calls:
+            cls_rows, bypass_prob = self._fuse_cached(states[pairs], text_encoding.attention_mask[pairs],
+                                                      video_encoding, row)
             cls[pairs] = cls_rows
             if output_bypass_probs and bypass_prob is not None:
                 if bypass is None:

@@ -122,11 +122,15 @@ def _cached_cross_attention(block: BertAttentionBlock, hidden, keys, values, low
     captions, length, width = hidden.shape
     heads = block.num_heads
     head_dim = width // heads
-    tokens = keys.shape[0]
+    tokens = keys.shape[-2]
+    paired = keys.dim() == 3  # (T, M, D): a video per caption; else (M, D) shared by all captions
     q = split_heads(block.self.query(hidden), heads)  # (T, G, n, d)
-    q_stacked = q.transpose(0, 1).reshape(heads, captions * length, head_dim)
-    logits = torch.matmul(q_stacked, keys.view(tokens, heads, head_dim).permute(1, 2, 0))  # (G, T*n, M)
-    logits = logits.view(heads, captions, length, tokens).transpose(0, 1)  # (T, G, n, M)
+    if paired:
+        logits = torch.matmul(q, split_heads(keys, heads).transpose(-1, -2))  # (T, G, n, M)
+    else:
+        q_stacked = q.transpose(0, 1).reshape(heads, captions * length, head_dim)
+        logits = torch.matmul(q_stacked, keys.view(tokens, heads, head_dim).permute(1, 2, 0))  # (G, T*n, M)
+        logits = logits.view(heads, captions, length, tokens).transpose(0, 1)  # (T, G, n, M)
     if low_rank is not None:
         slot_probs, key_slots, value_slots = low_rank
         slots = slot_probs.shape[1]
@@ -134,9 +138,12 @@ def _cached_cross_attention(block: BertAttentionBlock, hidden, keys, values, low
         logits = logits + torch.bmm(per_slot.reshape(captions, heads * length, slots), slot_probs).view(
             captions, heads, length, tokens)
     probs = (logits * head_dim**-0.5).softmax(dim=-1)
-    out = torch.matmul(probs.transpose(0, 1).reshape(heads, captions * length, tokens),
-                       values.view(tokens, heads, head_dim).transpose(0, 1))  # (G, T*n, d)
-    out = out.view(heads, captions, length, head_dim).transpose(0, 1)
+    if paired:
+        out = torch.matmul(probs, split_heads(values, heads))  # (T, G, n, d)
+    else:
+        out = torch.matmul(probs.transpose(0, 1).reshape(heads, captions * length, tokens),
+                           values.view(tokens, heads, head_dim).transpose(0, 1))  # (G, T*n, d)
+        out = out.view(heads, captions, length, head_dim).transpose(0, 1)
     if low_rank is not None:
         mixed = torch.bmm(probs.reshape(captions, heads * length, tokens), slot_probs.transpose(1, 2))
         out = out + torch.einsum("tgns,tsgd->tgnd", mixed.view(captions, heads, length, slots),
@@ -218,7 +225,7 @@ class T2V2TTextTransformer(nn.Module):
         reorganised:
 
         - keys, values (F, M, D): `video_keys_values` of the video tokens, shared by all T captions (their queries
-          are stacked into one product per head).
+          are stacked into one product per head); or (T, F, M, D): a video per caption.
         - When the video tokens were first moved by a caption-conditioned update `sum_s slot_probs[t, s, j] * u_s`
           (T2V2T's text→video layer), the fusion layers' keys are `keys + slot_probs^T @ key_slots[l]` (likewise
           values), since the key/value projections are affine and nothing normalises the tokens in between.
@@ -237,7 +244,8 @@ class T2V2TTextTransformer(nn.Module):
             rows = hidden[:, :1] if cls_only and index == self.num_layers - 1 else hidden
             rows = layer.attention(rows, hidden, bias)  # keys/values from every token, queries from `rows`
             low_rank = None if slot_probs is None else (slot_probs, key_slots[position], value_slots[position])
-            rows = _cached_cross_attention(layer.crossattention, rows, keys[position], values[position], low_rank)
+            rows = _cached_cross_attention(layer.crossattention, rows, keys.select(-3, position),
+                                           values.select(-3, position), low_rank)
             hidden = layer.output(layer.intermediate(rows), rows)
         return hidden
 

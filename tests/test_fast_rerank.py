@@ -38,8 +38,9 @@ def test_cached_scores_equal_reference(fusion_mode, bypass_mode):
     ids, mask = _captions(generator)
     with torch.no_grad():
         text = model.encode_text(ids, mask)
-        videos = model.encode_video(torch.randn(3, 3, 3, 32, 32, generator=generator), joint_cache=True)
-        video_index = torch.tensor([0, 1, 2, 0, 2, 1, 0])
+        videos = model.encode_video(torch.randn(4, 3, 3, 32, 32, generator=generator), joint_cache=True)
+        # Videos 0 and 1 have several captions (shared keys/values), 2 and 3 one each (the batched branch).
+        video_index = torch.tensor([0, 1, 2, 0, 3, 1, 0])
         kwargs = dict(text_encoding=text, video_encoding=videos, video_index=video_index, output_bypass_probs=True)
         fast = model.score_pairs(**kwargs)
         reference = model.score_pairs(**kwargs, use_joint_cache=False)
