@@ -93,7 +93,7 @@ def _pair_stage(model, args: dict) -> dict:
               "reference": seconds["reference"] / pairs, "cached": seconds["cached"] / pairs,
               "cache_build": seconds["cache_build"] / args["repeats"]}
     if args.get("profile"):
-        with torch.profiler.profile() as profiler:
+        with torch.profiler.profile(activities=[torch.profiler.ProfilerActivity.CPU]) as profiler:
             runs["cached"]()
         result["profile"] = profiler.key_averages().table(sort_by="self_cpu_time_total", row_limit=12)
     return result
