@@ -82,16 +82,19 @@ def _pair_stage(model, args: dict) -> dict:
                                                use_joint_cache=True)
     reference = runs["reference"]().scores
     torch.testing.assert_close(runs["cached"]().scores, reference, rtol=1e-4, atol=1e-4)  # also the warm-up
-    seconds = dict.fromkeys(runs, 0.0)
+    seconds, cpu_seconds = dict.fromkeys(runs, 0.0), dict.fromkeys(runs, 0.0)
     for _ in range(args["repeats"]):
         for name, run in runs.items():
-            started = time.perf_counter()
+            started, cpu = time.perf_counter(), time.process_time()
             run()
             seconds[name] += time.perf_counter() - started
+            cpu_seconds[name] += time.process_time() - cpu
     pairs = args["batch"] * args["repeats"]
     result = {"items": pairs, "peak_rss_gb": _peak_rss_gb(),
               "reference": seconds["reference"] / pairs, "cached": seconds["cached"] / pairs,
-              "cache_build": seconds["cache_build"] / args["repeats"]}
+              "cache_build": seconds["cache_build"] / args["repeats"],
+              # CPU time of this (single-threaded) process: on a shared machine, wall time includes waiting.
+              "reference_cpu": cpu_seconds["reference"] / pairs, "cached_cpu": cpu_seconds["cached"] / pairs}
     if args.get("profile"):
         with torch.profiler.profile(activities=[torch.profiler.ProfilerActivity.CPU]) as profiler:
             runs["cached"]()
@@ -160,8 +163,10 @@ def main() -> None:
         if args.pairs_only:
             print(f"### fusion_mode={mode}: per pair ({pairs['items']} pairs, {caption_tokens} of {args.tokens} "
                   f"caption tokens real): reference {pairs['reference']:.4f} s, cached {pairs['cached']:.4f} s "
-                  f"({pairs['reference'] / pairs['cached']:.1f}x less); cache build {pairs['cache_build']:.3f} s "
-                  "per video\n")
+                  f"({pairs['reference'] / pairs['cached']:.1f}x less); CPU time: reference "
+                  f"{pairs['reference_cpu']:.4f} s, cached {pairs['cached_cpu']:.4f} s "
+                  f"({pairs['reference_cpu'] / pairs['cached_cpu']:.1f}x less); cache build "
+                  f"{pairs['cache_build']:.3f} s per video\n")
             if "profile" in pairs:
                 print(f"Per-op profile of one cached batch (8 pairs):\n\n```\n{pairs['profile']}\n```\n")
             continue
@@ -205,10 +210,13 @@ def main() -> None:
               "| 100% |\n")
     if {"t2v2t", "v2t"} <= results.keys():
         t2v2t, v2t = results["t2v2t"], results["v2t"]
-        print("### Goals (per pair, cache reused)\n")
-        print(f"- T2V2T reference / T2V2T cached: {t2v2t['reference'] / t2v2t['cached']:.1f}x (goal >= 4x)")
-        print(f"- v2t reference / v2t cached: {v2t['reference'] / v2t['cached']:.1f}x (goal >= 6x)")
-        print(f"- T2V2T cached / v2t cached: {t2v2t['cached'] / v2t['cached']:.2f}x (goal <= 1.5x)")
+        print("### Goals (per pair, cache reused; wall time / CPU time)\n")
+        ratios = (("T2V2T reference / T2V2T cached", t2v2t, "reference", t2v2t, "cached", ">= 4x"),
+                  ("v2t reference / v2t cached", v2t, "reference", v2t, "cached", ">= 6x"),
+                  ("T2V2T cached / v2t cached", t2v2t, "cached", v2t, "cached", "<= 1.5x"))
+        for label, top, top_key, bottom, bottom_key, goal in ratios:
+            print(f"- {label}: {top[top_key] / bottom[bottom_key]:.2f}x wall, "
+                  f"{top[top_key + '_cpu'] / bottom[bottom_key + '_cpu']:.2f}x CPU (goal {goal})")
 
 
 if __name__ == "__main__":
