@@ -157,14 +157,15 @@ class BypassCrossAttention(nn.Module):
             probability (T, H, Q) (`None` without bypass).
         """
         captions, length = context.shape[:2]
-        k = split_heads(self.k_proj(context), self.num_heads)  # (T, H, N, d)
+        # Scaled keys rather than scaled logits: N numbers per query instead of Q.
+        k = split_heads(self.k_proj(context), self.num_heads) * self.scale  # (T, H, N, d)
         v = split_heads(self.v_proj(context), self.num_heads)
         if video_queries.dim() == 3:  # one video per caption
-            logits = torch.matmul(split_heads(video_queries, self.num_heads), k.transpose(-1, -2)) * self.scale
+            logits = torch.matmul(split_heads(video_queries, self.num_heads), k.transpose(-1, -2))
         else:  # one (H, Q, d) @ (H, d, T*N) product: the video's queries are shared by all captions
             q = split_heads(video_queries[None], self.num_heads)[0]  # (H, Q, d)
             logits = torch.matmul(q, k.permute(1, 3, 0, 2).reshape(self.num_heads, self.head_dim, captions * length))
-            logits = logits.view(self.num_heads, -1, captions, length).permute(2, 0, 1, 3) * self.scale
+            logits = logits.view(self.num_heads, -1, captions, length).permute(2, 0, 1, 3)
         # logits: (T, H, Q, N)
         if context_mask is not None:
             logits = logits + padding_mask_to_bias(context_mask, logits.dtype)

@@ -124,7 +124,8 @@ def _cached_cross_attention(block: BertAttentionBlock, hidden, keys, values, low
     head_dim = width // heads
     tokens = keys.shape[-2]
     paired = keys.dim() == 3  # (T, M, D): a video per caption; else (M, D) shared by all captions
-    q = split_heads(block.self.query(hidden), heads)  # (T, G, n, d)
+    # Scaled queries rather than scaled logits: (n, d) numbers to scale per head instead of (n, M).
+    q = split_heads(block.self.query(hidden), heads) * head_dim**-0.5  # (T, G, n, d)
     if paired:
         logits = torch.matmul(q, split_heads(keys, heads).transpose(-1, -2))  # (T, G, n, M)
     else:
@@ -137,7 +138,7 @@ def _cached_cross_attention(block: BertAttentionBlock, hidden, keys, values, low
         per_slot = torch.einsum("tgnd,tsgd->tgns", q, key_slots.view(captions, slots, heads, head_dim))
         logits = logits + torch.bmm(per_slot.reshape(captions, heads * length, slots), slot_probs).view(
             captions, heads, length, tokens)
-    probs = (logits * head_dim**-0.5).softmax(dim=-1)
+    probs = logits.softmax(dim=-1)
     if paired:
         out = torch.matmul(probs, split_heads(values, heads))  # (T, G, n, d)
     else:
