@@ -413,8 +413,8 @@ class T2V2TModel(T2V2TPreTrainedModel):
     def _fuse_cached(self, text_states, attention_mask, video: T2V2TVideoEncoding, row):
         """[CLS] of the fused states (T, D) of T captions against cached video `row` (an int: one video shared by
         all T captions, its keys/values used once for all) or videos `row[t]` (a (T,) tensor: one video per
-        caption, batched), and the bypass probabilities (T, H, M) or `None`. See the README section "Exact cached
-        reranking" for why this equals `fuse`."""
+        caption, batched), and the bypass probabilities (T, H, M) or `None`. Why this equals `fuse`: see
+        `T2V2TTextTransformer.fuse_cached` (and the README section "Exact cached reranking")."""
         length = int(attention_mask.any(dim=0).nonzero().max()) + 1 if bool(attention_mask.any()) else 1
         text_states, attention_mask = text_states[:, :length], attention_mask[:, :length]  # trailing padding
         low_rank, bypass_prob = (), None
@@ -496,6 +496,10 @@ class T2V2TModel(T2V2TPreTrainedModel):
             video_encoding = self.encode_video(pixel_values_videos)
         num_pairs = text_encoding.text_states.shape[0]
         if video_index is None:
+            num_videos = len(next(value for value in video_encoding.values() if value is not None))
+            if num_videos != num_pairs:
+                raise ValueError(f"score_pairs() scores aligned pairs: got {num_pairs} texts and {num_videos} videos "
+                                 "(pass video_index to pair each text with a video row).")
             video_index = torch.arange(num_pairs, device=text_encoding.text_states.device)
         elif video_index.shape != (num_pairs,):
             raise ValueError(f"video_index must hold one video row per text ({num_pairs}), got shape "

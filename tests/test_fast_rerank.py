@@ -118,6 +118,8 @@ def test_video_index_shape_is_checked():
         videos = model.encode_video(torch.randn(2, 3, 3, 32, 32))
         with pytest.raises(ValueError, match="video_index"):
             model.score_pairs(text_encoding=text, video_encoding=videos, video_index=torch.tensor([0, 1]))
+        with pytest.raises(ValueError, match="3 texts and 2 videos"):  # no video_index: pairs must be aligned
+            model.score_pairs(text_encoding=text, video_encoding=videos)
 
 
 def test_two_stage_evaluation_builds_each_cache_once_and_matches_reference(monkeypatch):
