@@ -209,3 +209,24 @@ def test_retriever_joint_cache_needs_a_joint_encoder(tmp_path):
     dual = T2V2TModel(tiny_config(fusion_mode="none")).eval()
     with pytest.raises(ValueError, match="joint_cache=True"):
         VideoRetriever(dual, processor=None, joint_cache=True)
+
+
+def test_joint_cache_store_rejects_bad_dtype_and_truncated_files(tmp_path):
+    from modeling_t2v2t.retrieval.joint_cache import JointCacheStore
+
+    with pytest.raises(ValueError, match="dtype='int8'"):
+        JointCacheStore("int8")
+    model = _model("v2t", "self")
+    with torch.no_grad():
+        videos = model.encode_video(torch.randn(2, 3, 3, 32, 32), joint_cache=True)
+    store = JointCacheStore("float32")
+    store.append([0, 1], videos)
+    store.save(tmp_path / "cache")
+    loaded = JointCacheStore.load(tmp_path / "cache")
+    torch.testing.assert_close(loaded.get([1], torch.float32, "cpu")["fusion_keys"], videos.fusion_keys[1:])
+    path = tmp_path / "cache" / "fusion_values.bin"
+    path.write_bytes(path.read_bytes()[:-4])
+    with pytest.raises(ValueError, match="fusion_values.bin .* truncated"):
+        JointCacheStore.load(tmp_path / "cache")
+    with pytest.raises(ValueError, match="joint cache"):
+        store.append([2], model.encode_video(torch.randn(1, 3, 3, 32, 32)))

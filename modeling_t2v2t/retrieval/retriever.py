@@ -9,7 +9,9 @@ Two stages, as VindLU and T2V2T evaluate retrieval:
    joint encoder (`model.score_pairs`, the VTM logit) and reordered. This needs the video *tokens*, which are far
    too large to keep for every indexed video (T x L x D floats each: ~2.4 MB for BEiT-B with 4 frames, so 2.4 TB
    for 1M videos), so candidates are decoded and encoded again at search time; a small LRU cache keeps the tokens
-   of recently reranked videos, since popular videos come back across queries.
+   of recently reranked videos, since popular videos come back across queries. For galleries that fit on disk,
+   `joint_cache=True` stores each video's joint-encoder cache (float16, `joint_cache.py`) at indexing instead, so
+   reranking decodes nothing.
 
 Any model with `get_text_features(input_ids, attention_mask)` and `get_video_features(pixel_values_videos)` works
 for stage 1 (T2V2T, the dual encoder, CRET, X-Pool); stage 2 needs `encode_text`, `encode_video`, `score_pairs` and
