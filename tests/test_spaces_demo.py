@@ -486,3 +486,21 @@ def test_browser_screenshot_after_query(server, engine, tmp_path):
     heights = state["headerHeights"]
     assert heights and max(heights) - min(heights) < 2 and max(heights) < 48, heights
     assert state["captionFont"] >= 13, state
+
+
+def test_gallery_keeps_the_joint_cache_and_reranks_exactly_like_the_reference_path(engine):
+    """Gallery videos carry their per-video joint-encoder work, and reranking from it gives the straightforward
+    (uncached) joint encoder's scores."""
+    loaded = engine.checkpoint(CHECKPOINT)
+    videos = loaded.gallery[:6]
+    assert all(video.joint_cache and "fusion_keys" in video.joint_cache for video in videos)
+    text = loaded.encode_text("a small blue box that grows")
+    cached = loaded.rerank_scores(text, videos)
+    with torch.no_grad():
+        reference = loaded.model.score_pairs(
+            text_encoding=text.select(torch.zeros(len(videos), dtype=torch.long)),
+            video_encoding=loaded._encoding_class(
+                video_tokens=torch.stack([video.video_tokens for video in videos]),
+                video_embeds=torch.stack([video.video_embed for video in videos])),
+            use_joint_cache=False).scores.float()
+    assert torch.allclose(torch.tensor(cached), reference, rtol=1e-4, atol=1e-4)
