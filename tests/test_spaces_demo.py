@@ -238,6 +238,7 @@ def test_switching_checkpoints_loads_indexes_and_caches(two_checkpoints, tmp_pat
         engine.checkpoint("nope")
 
 
+@pytest.mark.slow
 def test_inference_runs_without_the_package(tmp_path):
     """The Space does not install t2v2t: the checkpoint's own code must be enough (trust_remote_code)."""
     script = f"""
@@ -316,6 +317,7 @@ def server(engine):
     demo.close()
 
 
+@pytest.mark.slow
 def test_app_search_endpoint_through_gradio_client(server, engine):
     from gradio_client import Client
 
@@ -345,6 +347,7 @@ def test_app_search_endpoint_through_gradio_client(server, engine):
     assert rank_by["value"] == engine.checkpoint(CHECKPOINT).recommended_rank_by
 
 
+@pytest.mark.slow
 def test_app_upload_through_gradio_client(server, good_video):
     from gradio_client import Client, handle_file
     from gradio_client.exceptions import AppError
