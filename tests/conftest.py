@@ -1,6 +1,8 @@
 """Test-wide settings: everything runs offline; nothing may reach a hub."""
 
 import os
+import sys
+from pathlib import Path
 
 for name, value in {
     "HF_HUB_OFFLINE": "1",
@@ -11,3 +13,7 @@ for name, value in {
     "TOKENIZERS_PARALLELISM": "false",
 }.items():
     os.environ.setdefault(name, value)
+
+# The Space's modules (app.py, inference.py, prepare_assets.py) import each other as top-level modules, as they do on
+# Spaces; the demo tests import them the same way.
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "spaces_demo"))

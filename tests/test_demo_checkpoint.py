@@ -4,7 +4,6 @@ repository's `model_card.md` is that checkpoint's rendered card."""
 
 import json
 import os
-import sys
 from pathlib import Path
 
 from safetensors import safe_open
@@ -15,7 +14,6 @@ CHECKPOINT_DIR = SPACE / "checkpoints" / "t2v2t-synthetic-quickstart"
 LIBRARY = REPO / "modeling_t2v2t"
 REFRESH = "run `python spaces_demo/prepare_assets.py --refresh-code` and commit the result"
 
-sys.path.insert(0, str(SPACE))  # the Space's modules import each other as top-level modules, as on Spaces
 import prepare_assets  # noqa: E402
 
 

@@ -125,9 +125,6 @@ def test_training_without_skip_bad_raises_the_contract_error(media, tmp_path):
 
 @pytest.mark.parametrize("kind", ["corrupt_metadata", "no_codec", "truncated", "random_bytes"])
 def test_demo_upload_check_refuses_broken_videos_with_its_upload_error(media, tmp_path, kind):
-    import sys
-
-    sys.path.insert(0, str(Path(__file__).parents[1] / "spaces_demo"))  # the Space's modules are top-level there
     from inference import DemoEngine, UploadError
 
     engine = DemoEngine(upload_dir=tmp_path / "uploads")

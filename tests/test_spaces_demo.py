@@ -28,7 +28,6 @@ from tiny_media import write_grey_video
 from tiny_models import tiny_config, tiny_tokenizer
 
 SPACE = Path(__file__).resolve().parents[1] / "spaces_demo"
-sys.path.insert(0, str(SPACE))  # the Space's modules import each other as top-level modules, as on Spaces
 
 import app  # noqa: E402
 import inference  # noqa: E402
