@@ -23,6 +23,7 @@ from transformers import TrainingArguments, set_seed
 
 import modeling_t2v2t  # noqa: F401  (registers the Auto classes)
 from modeling_t2v2t import save_hub_folder
+from modeling_t2v2t.retrieval.families import format_family_table, unflatten_family_metrics
 from modeling_t2v2t.retrieval.metrics import format_metrics_table
 from processing.text_cleaning import clean_caption
 from training.arguments import DataArguments, ModelArguments, parse_arguments
@@ -145,6 +146,10 @@ def main(argv=None, pretraining: bool = False, description: str = DESCRIPTION, e
         test_metrics = trainer.evaluate(test, metric_key_prefix="test")
         if trainer.is_world_process_zero():
             print(f"\nTest split ({len(test)} videos):\n{metrics_table(test_metrics, 'test')}\n")
+            families = unflatten_family_metrics(test_metrics, "test")
+            if families:
+                print(f"Hard-negative families (t2v: % of caption-sibling pairs where the caption's own video "
+                      f"scores higher):\n{format_family_table(families)}\n")
             trainer.save_metrics("test", test_metrics)
     trainer.accelerator.wait_for_everyone()
     trainer.accelerator.end_training()  # a clean exit under accelerate launch (see ENVIRONMENT.md)

@@ -14,6 +14,7 @@ from transformers import Trainer
 from transformers.utils import logging
 
 from modeling_t2v2t.retrieval.evaluation import evaluate_two_stage
+from modeling_t2v2t.retrieval.families import FamilyLabels, flatten_family_metrics
 
 logger = logging.get_logger(__name__)
 
@@ -28,7 +29,9 @@ class RetrievalTrainer(Trainer):
             `processing.batching.MediaTypeBatchSampler`); `accelerate` shards its batches across processes.
 
     `evaluate()` returns `{prefix}_{embedding|reranked}_{metric}` for every retrieval metric, and
-    `{prefix}_mean_recall` (reranked when the model has a joint encoder, else embedding): set
+    `{prefix}_mean_recall` (reranked when the model has a joint encoder, else embedding), and per-family win rates
+    (`{prefix}_family_{stage}_{family}`, see `modeling_t2v2t.retrieval.families`) when the gallery has family
+    labels. Set
     `metric_for_best_model="mean_recall"` with `load_best_model_at_end=True` to keep the best validation checkpoint.
     Pass only the validation split as `eval_dataset`; the test split is for the final report, never for selection.
     """
@@ -54,6 +57,7 @@ class RetrievalTrainer(Trainer):
         result = evaluate_two_stage(
             self.model, captions, videos, text_to_video, num_videos, k=self.k_test or None,
             rerank=False if self.k_test == 0 else None, progress=not self.args.disable_tqdm,
+            family_labels=FamilyLabels.from_dataset(dataset),
         )
         self.model.train(was_training)
         metrics = {f"{metric_key_prefix}_{stage}_{name}": value
@@ -62,6 +66,7 @@ class RetrievalTrainer(Trainer):
         metrics[f"{metric_key_prefix}_mean_recall"] = selected["mean_recall"]
         metrics[f"{metric_key_prefix}_num_pairs_scored"] = result.num_pairs_scored
         metrics[f"{metric_key_prefix}_num_videos"] = num_videos  # which gallery was scored (checked in tests)
+        metrics.update(flatten_family_metrics(result.families, metric_key_prefix))
         return metrics
 
     def evaluate(self, eval_dataset=None, ignore_keys=None, metric_key_prefix: str = "eval") -> dict[str, float]:
