@@ -121,7 +121,7 @@ def main(argv=None, pretraining: bool = False, description: str = DESCRIPTION, e
         data_collator=training_collator(data_args, processor, model_args.num_frames), processing_class=processor,
         retrieval_loaders=gallery_loaders(data_args, processor, training_args.per_device_eval_batch_size,
                                           training_args.dataloader_num_workers),
-        k_test=data_args.k_test,
+        k_test=data_args.k_test, module_learning_rates=model_args.module_learning_rates,
         train_batch_sampler=media_batch_sampler(train_pairs, training_args.per_device_train_batch_size,
                                                 training_args.seed, training_args.dataloader_drop_last),
     )

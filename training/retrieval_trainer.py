@@ -27,6 +27,8 @@ class RetrievalTrainer(Trainer):
         k_test: candidates reranked per query during evaluation (VindLU's `k_test`); 0 = embedding only.
         train_batch_sampler: optional sampler yielding whole batches of train indices (e.g.
             `processing.batching.MediaTypeBatchSampler`); `accelerate` shards its batches across processes.
+        module_learning_rates: `{parameter-name prefix: learning rate}` for some modules (e.g. X-Pool's
+            `"pooling."` on from-scratch towers); the rest use `args.learning_rate`. The scheduler scales every group.
 
     `evaluate()` returns `{prefix}_{embedding|reranked}_{metric}` for every retrieval metric, and
     `{prefix}_mean_recall` (reranked when the model has a joint encoder, else embedding), and per-family win rates
@@ -36,11 +38,39 @@ class RetrievalTrainer(Trainer):
     Pass only the validation split as `eval_dataset`; the test split is for the final report, never for selection.
     """
 
-    def __init__(self, *args, retrieval_loaders: Callable, k_test: int = 128, train_batch_sampler=None, **kwargs):
+    def __init__(self, *args, retrieval_loaders: Callable, k_test: int = 128, train_batch_sampler=None,
+                 module_learning_rates: dict[str, float] | None = None, **kwargs):
         super().__init__(*args, **kwargs)
         self.retrieval_loaders = retrieval_loaders
         self.k_test = k_test
         self.train_batch_sampler = train_batch_sampler
+        self.module_learning_rates = dict(module_learning_rates or {})
+
+    def create_optimizer(self, model=None):
+        """`Trainer`'s optimizer, with one parameter group per (module learning rate, weight decay or not)."""
+        if not self.module_learning_rates or self.optimizer is not None:
+            return super().create_optimizer(model)
+        model = self.model if model is None else model
+        decay = set(self.get_decay_parameter_names(model))
+        groups, matched = {}, set()
+        for name, parameter in model.named_parameters():
+            if not parameter.requires_grad:
+                continue
+            prefix = next((prefix for prefix in self.module_learning_rates if name.startswith(prefix)), None)
+            matched.add(prefix)
+            groups.setdefault((prefix, name in decay), []).append(parameter)
+        unmatched = sorted(set(self.module_learning_rates) - matched)
+        if unmatched:
+            raise ValueError(f"module_learning_rates: no trainable parameter of {type(model).__name__} starts with "
+                             f"{unmatched}.")
+        optimizer_cls, optimizer_kwargs = self.get_optimizer_cls_and_kwargs(self.args, model)
+        self.optimizer = optimizer_cls(
+            [{"params": params, "weight_decay": self.args.weight_decay if decays else 0.0,
+              **({} if prefix is None else {"lr": self.module_learning_rates[prefix]})}
+             for (prefix, decays), params in groups.items()], **optimizer_kwargs)
+        logger.info("Learning rates: %s for parameters starting with %s, %g for the rest.",
+                    list(self.module_learning_rates.values()), list(self.module_learning_rates), self.args.learning_rate)
+        return self.optimizer
 
     def get_train_dataloader(self) -> DataLoader:
         if self.train_batch_sampler is None:
