@@ -41,7 +41,13 @@ class XPoolConfig(PreTrainedConfig):
             raises).
         num_attention_heads (`int`, defaults to 1): heads of the pooling attention (X-Pool uses 1).
         pooling_dropout (`float`, defaults to 0.3): dropout of the pooling's residual linear layer (X-Pool's
-            `transformer_dropout`).
+            `transformer_dropout`). It is drawn for every (text, video) pair, so it is noise on each score. 0.3 is
+            X-Pool's setting for pretrained CLIP towers, whose frame features already differ between videos. On
+            from-scratch towers every video starts with nearly the same features: the spread of a caption's scores
+            over videos is 0.0003-0.01 (cosine) while this noise is about 0.02. Use 0 there. Also give the pooling a
+            lower learning rate than the towers (`--module_learning_rates '{"pooling.": 1e-5}'`, X-Pool's rate for
+            its new layers). With 0 but the towers' 1e-3, the loss still stayed at ln(batch); the issue was measured
+            on the synthetic benchmark (`training/configs/ablation/synthetic.json`).
         logit_scale_init_value (`float`, defaults to ln(1/0.07) = 2.6592): initial log logit scale (CLIP's init),
             towers only: with the CLIP backbone the scale is CLIP's own `logit_scale`, as in X-Pool.
         logit_scale_max (`float`, defaults to ln(100)): the log logit scale is clamped to at most this value.
