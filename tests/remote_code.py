@@ -11,7 +11,7 @@ WITHOUT_PACKAGE = textwrap.dedent(
     class BlockPackage(importlib.abc.MetaPathFinder):
         # This process must not see the installed package: only the code files saved beside the weights.
         def find_spec(self, name, path=None, target=None):
-            if name.split(".")[0] in ("modeling_t2v2t", "processing"):
+            if name.split(".")[0] in ("modeling_t2v2t", "processing", "training"):
                 raise ImportError(f"{name} is blocked in this test")
             return None
 

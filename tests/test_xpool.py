@@ -345,6 +345,27 @@ def run_in_fresh_process(tmp_path, folders, captions, videos) -> dict:
     return torch.load(tmp_path / "out.pt")
 
 
+def assert_loads_without_the_package(tmp_path, folders: dict) -> None:
+    """Each folder (-> the `(model, processor)` saved there) loads with `trust_remote_code=True` in a process that
+    cannot import the package, from the folder's own code, and gives exactly the saved model's outputs."""
+    videos = [np.random.default_rng(i).integers(0, 256, (5, 40, 48, 3), dtype=np.uint8) for i in range(2)]
+    remote = run_in_fresh_process(tmp_path, list(folders), CAPTIONS[:2], videos)
+    for folder, (model, processor) in folders.items():
+        result = remote[str(folder)]
+        assert result["class"].startswith("transformers_modules.")
+        assert result["class"].endswith("." + type(model).__name__)
+        assert result["processor"].startswith("transformers_modules.")
+        batch = processor(text=CAPTIONS[:2], videos=videos)
+        assert torch.equal(result["input_ids"], batch["input_ids"])
+        with torch.no_grad():
+            local = model(**batch).logits_per_text
+            features = (model.get_text_features(batch["input_ids"], batch["attention_mask"]),
+                        model.get_video_features(batch["pixel_values_videos"]))
+        torch.testing.assert_close(result["logits_per_text"], local, rtol=0, atol=0)
+        for remote_features, local_features in zip(result["features"], features):
+            torch.testing.assert_close(remote_features, local_features, rtol=0, atol=0)
+
+
 @pytest.mark.slow
 def test_hub_folders_load_as_custom_code_in_a_fresh_process(tmp_path, clip_folder):
     towers = tiny_xpool(seed=4)
@@ -358,18 +379,4 @@ def test_hub_folders_load_as_custom_code_in_a_fresh_process(tmp_path, clip_folde
         assert {"configuration_xpool.py", "modeling_xpool.py", "model.safetensors"} <= saved
         assert "__init__.py" not in saved
 
-    videos = [np.random.default_rng(i).integers(0, 256, (5, 40, 48, 3), dtype=np.uint8) for i in range(2)]
-    remote = run_in_fresh_process(tmp_path, list(folders), CAPTIONS[:2], videos)
-    for folder, (model, processor) in folders.items():
-        result = remote[str(folder)]
-        assert result["class"].startswith("transformers_modules.") and result["class"].endswith(".XPoolModel")
-        assert result["processor"].startswith("transformers_modules.")
-        batch = processor(text=CAPTIONS[:2], videos=videos)
-        assert torch.equal(result["input_ids"], batch["input_ids"])
-        with torch.no_grad():
-            local = model(**batch).logits_per_text
-            features = (model.get_text_features(batch["input_ids"], batch["attention_mask"]),
-                        model.get_video_features(batch["pixel_values_videos"]))
-        torch.testing.assert_close(result["logits_per_text"], local, rtol=0, atol=0)
-        for remote_features, local_features in zip(result["features"], features):
-            torch.testing.assert_close(remote_features, local_features, rtol=0, atol=0)
+    assert_loads_without_the_package(tmp_path, folders)

@@ -27,6 +27,7 @@ from modeling_t2v2t.retrieval.families import format_family_table, unflatten_fam
 from modeling_t2v2t.retrieval.metrics import format_metrics_table
 from processing.text_cleaning import clean_caption
 from training.arguments import DataArguments, ModelArguments, parse_arguments
+from training.checkpoints import resolve_resume_checkpoint
 from training.data_setup import build_training_data, gallery_loaders, media_batch_sampler, training_collator
 from training.data_setup import warn_shared_videos
 from training.model_factory import load_model_and_processor
@@ -88,15 +89,14 @@ def main(argv=None, pretraining: bool = False, description: str = DESCRIPTION, e
     # Checkpoints are selected by validation retrieval, which has no loss (transformers' default metric).
     if data_args.validation_data is not None and training_args.metric_for_best_model in (None, "loss", "eval_loss"):
         training_args.metric_for_best_model, training_args.greater_is_better = "mean_recall", True
-    resume = training_args.resume_from_checkpoint
-    if isinstance(resume, str) and resume.lower() in ("true", "last"):
-        resume = True  # the newest checkpoint in output_dir
 
     logging.basicConfig(format="%(asctime)s %(levelname)s %(name)s: %(message)s",
                         level=logging.INFO if training_args.process_index == 0 else logging.WARNING)
     transformers.utils.logging.set_verbosity(logging.INFO if training_args.process_index == 0 else logging.WARNING)
     datasets.utils.logging.set_verbosity_warning()
     set_seed(training_args.seed)
+    # "true": the newest COMPLETE checkpoint in output_dir; one cut short by a kill during a save is passed over.
+    resume = resolve_resume_checkpoint(training_args.resume_from_checkpoint, training_args.output_dir)
     if training_args.bf16 and training_args.use_cpu and not _cpu_has_native_bf16():
         logger.warning("--bf16 on a CPU without native bf16 instructions (AVX512-BF16/AMX) is emulated and can be "
                        "slower than float32; consider dropping it.")
@@ -152,6 +152,9 @@ def main(argv=None, pretraining: bool = False, description: str = DESCRIPTION, e
                       f"scores higher):\n{format_family_table(families)}\n")
             trainer.save_metrics("test", test_metrics)
     trainer.accelerator.wait_for_everyone()
+    logger.info("Finished: %d steps; %d training clips skipped as undecodable (all workers and processes%s).",
+                train_result.global_step, train_result.metrics["train_skipped_items"],
+                "" if data_args.skip_bad else "; skip_bad is off, so any bad clip would have stopped the run")
     trainer.accelerator.end_training()  # a clean exit under accelerate launch (see ENVIRONMENT.md)
     return trainer, test_metrics
 

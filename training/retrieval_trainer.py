@@ -8,6 +8,7 @@ package.
 
 from collections.abc import Callable
 
+import torch
 import torch.distributed as dist
 from torch.utils.data import DataLoader
 from transformers import Trainer
@@ -17,6 +18,10 @@ from modeling_t2v2t.retrieval.evaluation import evaluate_two_stage
 from modeling_t2v2t.retrieval.families import FamilyLabels, flatten_family_metrics
 
 logger = logging.get_logger(__name__)
+
+# The batch key where the collator reports clips it skipped (processing.batching.SKIPPED_KEY; not imported: this
+# file does not depend on the data package).
+SKIPPED_KEY = "num_skipped"
 
 
 class RetrievalTrainer(Trainer):
@@ -36,11 +41,18 @@ class RetrievalTrainer(Trainer):
     labels. Set
     `metric_for_best_model="mean_recall"` with `load_best_model_at_end=True` to keep the best validation checkpoint.
     Pass only the validation split as `eval_dataset`; the test split is for the final report, never for selection.
+
+    Skipped clips: a batch's `"num_skipped"` (from `VideoTextCollator(skip_bad=True)`, counted in whichever
+    DataLoader worker decoded it) is popped before the model and summed; `train()` adds the total over all processes
+    to its metrics as `train_skipped_items` and logs it. A batch in which every clip was skipped has nothing to train
+    on: its step is skipped (loss 0, no gradient). In multi-process (DDP) training such a step would leave the other
+    processes waiting in their gradient all-reduce, so keep batches large enough that one is never entirely broken.
     """
 
     def __init__(self, *args, retrieval_loaders: Callable, k_test: int = 128, train_batch_sampler=None,
                  module_learning_rates: dict[str, float] | None = None, **kwargs):
         super().__init__(*args, **kwargs)
+        self._skipped_items = 0  # this process, this train() call
         self.retrieval_loaders = retrieval_loaders
         self.k_test = k_test
         self.train_batch_sampler = train_batch_sampler
@@ -71,6 +83,27 @@ class RetrievalTrainer(Trainer):
         logger.info("Learning rates: %s for parameters starting with %s, %g for the rest.",
                     list(self.module_learning_rates.values()), list(self.module_learning_rates), self.args.learning_rate)
         return self.optimizer
+
+    def training_step(self, model, inputs, num_items_in_batch=None) -> torch.Tensor:
+        skipped = inputs.pop(SKIPPED_KEY, None)
+        if skipped is not None:
+            self._skipped_items += int(skipped.sum())
+        if not inputs.keys() - {"return_loss"}:  # every clip of the batch was skipped
+            return torch.zeros((), device=self.args.device)
+        return super().training_step(model, inputs, num_items_in_batch)
+
+    def train(self, *args, **kwargs):
+        """`Trainer.train`, plus `train_skipped_items` in the returned metrics: clips skipped by the collator,
+        summed over DataLoader workers and processes (also logged)."""
+        self._skipped_items = 0
+        result = super().train(*args, **kwargs)
+        local = torch.tensor([self._skipped_items], device=self.accelerator.device)
+        total = int(self.accelerator.reduce(local, reduction="sum").item())
+        result.metrics["train_skipped_items"] = total
+        if total:
+            logger.warning(f"{total} training clips could not be decoded and were skipped (summed over DataLoader "
+                           f"workers and {self.accelerator.num_processes} process(es)).")
+        return result
 
     def get_train_dataloader(self) -> DataLoader:
         if self.train_batch_sampler is None:
