@@ -81,7 +81,8 @@ class RetrievalTrainer(Trainer):
               **({} if prefix is None else {"lr": self.module_learning_rates[prefix]})}
              for (prefix, decays), params in groups.items()], **optimizer_kwargs)
         logger.info("Learning rates: %s for parameters starting with %s, %g for the rest.",
-                    list(self.module_learning_rates.values()), list(self.module_learning_rates), self.args.learning_rate)
+                    list(self.module_learning_rates.values()), list(self.module_learning_rates),
+                    self.args.learning_rate)
         return self.optimizer
 
     def training_step(self, model, inputs, num_items_in_batch=None) -> torch.Tensor:
