@@ -7,8 +7,8 @@ pooled video embedding per (text, video) pair; the score is its cosine with the 
 symmetric InfoNCE scaled by CLIP's logit scale (kept at most ln 100 by clamping the parameter, as X-Pool does,
 so it keeps its gradient).
 
-`Dropout` is drawn per (text, video) pair; its rate (`XPoolConfig.pooling_dropout`, X-Pool's 0.3 for CLIP) says
-when it fits: pretrained towers, not from-scratch ones.
+The `Dropout` is drawn per (text, video) pair: X-Pool's 0.3 suits pretrained CLIP towers, not from-scratch ones
+(see `XPoolConfig.pooling_dropout`).
 
 Since the pooled embedding depends on the text, all-pairs similarity is not one matrix product: K and V depend
 only on the video, so `encode_video` caches them and `retrieval_similarity` pools for one chunk of texts at a time
