@@ -1,12 +1,18 @@
 """Per-module learning rates (`--module_learning_rates`, `RetrievalTrainer.create_optimizer`): X-Pool's pooling
 trained at its own rate on from-scratch towers, the rest at `--learning_rate`, weight decay kept per parameter."""
 
+import json
+from pathlib import Path
+
 import pytest
 from transformers import TrainingArguments
 
 from modeling_t2v2t import XPoolConfig, XPoolModel
+from training.ablation import run_config
 from training.arguments import ModelArguments
 from training.retrieval_trainer import RetrievalTrainer
+
+CONFIGS = Path(__file__).parents[1] / "training" / "configs"
 
 
 def tiny_xpool() -> XPoolModel:
@@ -59,3 +65,15 @@ def test_bad_rates_are_named(tmp_path):
         ModelArguments(model_config='{"model_type": "xpool"}', module_learning_rates='{"pooling.": -1}')
     arguments = ModelArguments(model_config='{"model_type": "xpool"}', module_learning_rates='{"pooling.": 1e-5}')
     assert arguments.module_learning_rates == {"pooling.": 1e-5}
+
+
+def test_synthetic_xpool_configs_use_the_from_scratch_recipe():
+    # X-Pool's CLIP settings (dropout 0.3, pooling at the towers' rate) leave it at chance on from-scratch towers
+    # (results/xpool_from_scratch.md): both synthetic configs must carry the fix.
+    ablation = json.loads((CONFIGS / "ablation" / "synthetic.json").read_text())
+    runs = [run_config(ablation, "xpool", 0, "unused"), json.loads((CONFIGS / "synthetic_xpool.json").read_text())]
+    for run in runs:
+        arguments = ModelArguments(model_config=run["model_config"], module_learning_rates=run["module_learning_rates"])
+        assert arguments.model_config["model_type"] == "xpool"
+        assert arguments.model_config["pooling_dropout"] == 0.0
+        assert arguments.module_learning_rates == {"pooling.": 1e-5} and run["learning_rate"] > 1e-5
