@@ -23,6 +23,7 @@ from transformers import TrainingArguments, set_seed
 
 import modeling_t2v2t  # noqa: F401  (registers the Auto classes)
 from modeling_t2v2t import save_hub_folder
+from modeling_t2v2t.retrieval.families import format_family_table, unflatten_family_metrics
 from modeling_t2v2t.retrieval.metrics import format_metrics_table
 from processing.text_cleaning import clean_caption
 from training.arguments import DataArguments, ModelArguments, parse_arguments
@@ -120,7 +121,7 @@ def main(argv=None, pretraining: bool = False, description: str = DESCRIPTION, e
         data_collator=training_collator(data_args, processor, model_args.num_frames), processing_class=processor,
         retrieval_loaders=gallery_loaders(data_args, processor, training_args.per_device_eval_batch_size,
                                           training_args.dataloader_num_workers),
-        k_test=data_args.k_test,
+        k_test=data_args.k_test, module_learning_rates=model_args.module_learning_rates,
         train_batch_sampler=media_batch_sampler(train_pairs, training_args.per_device_train_batch_size,
                                                 training_args.seed, training_args.dataloader_drop_last),
     )
@@ -145,6 +146,10 @@ def main(argv=None, pretraining: bool = False, description: str = DESCRIPTION, e
         test_metrics = trainer.evaluate(test, metric_key_prefix="test")
         if trainer.is_world_process_zero():
             print(f"\nTest split ({len(test)} videos):\n{metrics_table(test_metrics, 'test')}\n")
+            families = unflatten_family_metrics(test_metrics, "test")
+            if families:
+                print(f"Hard-negative families (t2v: % of caption-sibling pairs where the caption's own video "
+                      f"scores higher):\n{format_family_table(families)}\n")
             trainer.save_metrics("test", test_metrics)
     trainer.accelerator.wait_for_everyone()
     logger.info("Finished: %d steps; %d training clips skipped as undecodable (all workers and processes%s).",

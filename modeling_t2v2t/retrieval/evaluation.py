@@ -28,6 +28,7 @@ from tqdm.auto import tqdm
 from transformers.utils import logging
 
 from ..modeling_t2v2t import T2V2TTextEncoding, T2V2TVideoEncoding
+from .families import FamilyLabels, family_pairs, family_win_rates
 from .metrics import T2V_CONVENTION, V2T_CONVENTIONS, retrieval_metrics
 
 logger = logging.get_logger(__name__)
@@ -41,6 +42,7 @@ class TwoStageResult:
     after reranking each direction's top-k (candidates carry the joint-encoder score, the others stay below them in
     embedding order). `num_pairs_scored`: joint-encoder evaluations. `timings`: seconds per stage.
     `conventions`: which ranking convention produced the numbers of each direction (`{"t2v": ..., "v2t": ...}`).
+    `families`: with `family_labels`, `{"embedding"|"reranked": family_win_rates(...)}` (see `families`).
     """
 
     metrics: dict[str, dict[str, float]]
@@ -50,6 +52,7 @@ class TwoStageResult:
     num_pairs_scored: int = 0
     timings: dict[str, float] = field(default_factory=dict)
     conventions: dict[str, str] = field(default_factory=dict)
+    families: dict[str, dict] = field(default_factory=dict)
 
 
 def metric_conventions(v2t_convention: str = "best_caption") -> dict[str, str]:
@@ -241,6 +244,7 @@ def evaluate_two_stage(
     progress: bool = True,
     v2t_convention: str = "best_caption",
     use_joint_cache: bool | None = None,
+    family_labels: FamilyLabels | None = None,
 ) -> TwoStageResult:
     """
     Evaluate text↔video retrieval of `model` on a gallery, embedding-only and reranked.
@@ -261,6 +265,8 @@ def evaluate_two_stage(
             (CLIP4Clip's and X-Pool's); `result.conventions` says which produced the numbers.
         use_joint_cache: rerank through the exact per-video cache (default when `model.supports_joint_cache`), or
             `False` for the straightforward reference path (every pair re-projects the video tokens).
+        family_labels: hard-negative families of the gallery (`FamilyLabels`): `result.families` then holds each
+            family's win rate of a caption's own video over its siblings, embedding-only and reranked (t2v scores).
     """
     conventions = metric_conventions(v2t_convention)
     has_joint = getattr(model.config, "has_joint_encoder", False)
@@ -293,6 +299,9 @@ def evaluate_two_stage(
         timings["similarity"] = time.perf_counter() - started
         metrics = {"embedding": retrieval_metrics(similarity, text_to_video, v2t_convention=v2t_convention)}
         result = TwoStageResult(metrics=metrics, similarity=similarity, timings=timings, conventions=conventions)
+        pairs_by_family = None if family_labels is None else family_pairs(family_labels, text_to_video)
+        if pairs_by_family is not None:
+            result.families["embedding"] = family_win_rates(similarity, text_to_video, family_labels, pairs_by_family)
         if not rerank:
             return result
 
@@ -311,6 +320,8 @@ def evaluate_two_stage(
     result.num_pairs_scored = int(pairs.sum())
     metrics["reranked"] = retrieval_metrics(result.t2v_scores, text_to_video, similarity_v2t=result.v2t_scores,
                                             v2t_convention=v2t_convention)
+    if pairs_by_family is not None:
+        result.families["reranked"] = family_win_rates(result.t2v_scores, text_to_video, family_labels, pairs_by_family)
     return result
 
 
