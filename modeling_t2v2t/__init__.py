@@ -1,6 +1,8 @@
 """t2v2t: text-to-video retrieval models (T2V2T and baselines) as Hugging Face transformers models.
 
-Importing this package registers the models with the Auto classes:
+Importing this package registers the models with the Auto classes, and registers them for the Auto API in saved
+folders: `save_pretrained`/`push_to_hub` write `auto_map` and the code files, so the folder loads with
+`trust_remote_code=True` without this package:
 
 ```python
 >>> import modeling_t2v2t  # registers "t2v2t", "xpool" and "cret"
@@ -46,6 +48,16 @@ def _register_auto_classes() -> None:
         AutoModel.register(config_class, model_class, exist_ok=True)
         AutoVideoProcessor.register(config_class, T2V2TVideoProcessor, exist_ok=True)
         AutoProcessor.register(config_class, T2V2TProcessor, exist_ok=True)
+    # Class-level registration for the Auto API (transformers' `register_for_auto_class` sets `_auto_class`): every
+    # `save_pretrained` -- plain, `push_to_hub`, `Trainer.save_model` -- then writes `auto_map` and copies the code
+    # files, so any saved folder loads with `trust_remote_code=True` where this package is not installed.
+    for config_class in (T2V2TConfig, XPoolConfig, CRETConfig):
+        config_class.register_for_auto_class("AutoConfig")
+    for model_class in (T2V2TModel, XPoolModel, CRETModel):
+        model_class.register_for_auto_class("AutoModel")
+    T2V2TForPreTraining.register_for_auto_class("AutoModelForPreTraining")
+    T2V2TVideoProcessor.register_for_auto_class("AutoVideoProcessor")
+    T2V2TProcessor.register_for_auto_class("AutoProcessor")
 
 
 _register_auto_classes()

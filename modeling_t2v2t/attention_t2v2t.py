@@ -129,5 +129,64 @@ class BypassCrossAttention(nn.Module):
         update = self.o_proj(merge_heads(message))
         return (update, bypass_prob, word_probs) if output_attentions else (update, bypass_prob)
 
+    # ----- cached path (reranking): the video-only half of the attention, computed once per video -------------
+    def video_queries(self, queries: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """
+        What depends on the (normalised) video tokens alone: the projected queries (B, Q, Dq) and the bypass slot's
+        logit per head (B, H, Q), already scaled (`None` without bypass). Both are reused for every caption.
+        """
+        q = self.q_proj(queries)
+        if self.bypass is None:
+            return q, None
+        heads = split_heads(q, self.num_heads)
+        if self.bypass == "self":
+            bypass_logit = (heads * split_heads(self.bypass_k_proj(queries), self.num_heads)).sum(-1)
+        else:
+            bypass_logit = torch.einsum("bhqd,hd->bhq", heads, self.null_key)
+        return q, bypass_logit * self.scale
+
+    def mixture(
+        self, video_queries: torch.Tensor, bypass_logit: torch.Tensor | None, context: torch.Tensor,
+        context_mask: torch.Tensor | None = None,
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]:
+        """
+        The caption-dependent half, for ONE video against T captions, without the output projection: the update
+        `forward` would return is `o_proj(merge_heads(probs @ values))`, i.e. a mixture of the returned per-slot
+        value vectors. Returning the factors instead of the (Q, Dq) update lets the fusion layers apply their
+        key/value projections to the few slots rather than to every video token.
+
+        Args:
+            video_queries: (Q, Dq) and bypass_logit: (H, Q) from `video_queries` (one video), or (T, Q, Dq) and
+                (T, H, Q): one video per caption.
+            context: (T, N, Dc) caption states; context_mask: (T, N).
+        Returns:
+            probs (T, H, Q, S) and values (T, H, S, d) over the S slots that move a token (the words, plus the null
+            slot first with `bypass="null"`; the "self" slot changes nothing and is left out), and the bypass
+            probability (T, H, Q) (`None` without bypass).
+        """
+        captions, length = context.shape[:2]
+        # Scaled keys rather than scaled logits: N numbers per query instead of Q.
+        k = split_heads(self.k_proj(context), self.num_heads) * self.scale  # (T, H, N, d)
+        v = split_heads(self.v_proj(context), self.num_heads)
+        if video_queries.dim() == 3:  # one video per caption
+            logits = torch.matmul(split_heads(video_queries, self.num_heads), k.transpose(-1, -2))
+        else:  # one (H, Q, d) @ (H, d, T*N) product: the video's queries are shared by all captions
+            q = split_heads(video_queries[None], self.num_heads)[0]  # (H, Q, d)
+            logits = torch.matmul(q, k.permute(1, 3, 0, 2).reshape(self.num_heads, self.head_dim, captions * length))
+            logits = logits.view(self.num_heads, -1, captions, length).permute(2, 0, 1, 3)
+        # logits: (T, H, Q, N)
+        if context_mask is not None:
+            logits = logits + padding_mask_to_bias(context_mask, logits.dtype)
+        if self.bypass is None:
+            return logits.softmax(dim=-1), v, None
+        slot = (bypass_logit if bypass_logit.dim() == 3 else bypass_logit[None]).unsqueeze(-1).expand(
+            captions, -1, -1, 1)
+        probs = torch.cat([slot, logits], dim=-1).softmax(dim=-1)
+        bypass_prob = probs[..., 0]
+        if self.bypass == "self":
+            return probs[..., 1:], v, bypass_prob
+        null_value = self.null_value[None, :, None, :].expand(captions, -1, 1, -1)
+        return probs, torch.cat([null_value, v], dim=2), bypass_prob
+
 
 __all__ = ["DropPath", "BypassCrossAttention", "attend", "padding_mask_to_bias", "split_heads", "merge_heads"]

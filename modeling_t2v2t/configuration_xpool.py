@@ -41,7 +41,15 @@ class XPoolConfig(PreTrainedConfig):
             raises).
         num_attention_heads (`int`, defaults to 1): heads of the pooling attention (X-Pool uses 1).
         pooling_dropout (`float`, defaults to 0.3): dropout of the pooling's residual linear layer (X-Pool's
-            `transformer_dropout`).
+            `transformer_dropout`), drawn for every (text, video) pair, so it is noise on each score. 0.3 is X-Pool's
+            setting for pretrained CLIP towers, whose frame features already tell videos apart. It does not fit
+            from-scratch towers: their videos start with nearly equal features (a caption's scores spread by about
+            0.01 in cosine over the videos of a batch at initialisation, 0.0003-0.0005 after 25 steps) while the
+            noise is about 0.02, and the loss stays at ln(batch). Use 0 there, and train the pooling at a lower
+            rate than the towers (`--module_learning_rates '{"pooling.": 1e-5}'`, X-Pool's default `noclip_lr` for
+            its new layers): at the towers' 1e-3, Adam's full-size steps on the pooling's tiny early gradients collapse
+            every pooled video onto one direction, with or without dropout. Both are needed (measured on the
+            synthetic benchmark: `results/xpool_from_scratch.md`).
         logit_scale_init_value (`float`, defaults to ln(1/0.07) = 2.6592): initial log logit scale (CLIP's init),
             towers only: with the CLIP backbone the scale is CLIP's own `logit_scale`, as in X-Pool.
         logit_scale_max (`float`, defaults to ln(100)): the log logit scale is clamped to at most this value.

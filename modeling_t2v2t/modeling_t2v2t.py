@@ -104,12 +104,25 @@ class T2V2TVideoEncoding(RowSelectableOutput):
     Video features to cache for retrieval: `video_embeds` (B, E) for search; `frame_embeds` (B, T, E) the
     normalised per-frame embeddings; `video_tokens` (B, T*L, D) the tokens the joint encoder attends to
     (`None` for the dual encoder). `vision_last_hidden_state` (B, T, L, D) the raw encoder output.
+
+    The joint-encoder cache (`T2V2TModel.build_joint_cache`, `None` until built): the per-video work of every
+    pair score, done once per video. `fusion_keys`/`fusion_values` (B, F, M, D): the F fusion layers'
+    cross-attention keys/values of the video tokens (M = T*L); `t2v_queries` (B, M, Dv): the text→video layer's
+    queries (T2V2T modes); `t2v_bypass_logits` (B, H, M): its bypass slot's scaled logits (T2V2T with bypass).
     """
 
     video_embeds: torch.FloatTensor | None = None
     frame_embeds: torch.FloatTensor | None = None
     video_tokens: torch.FloatTensor | None = None
     vision_last_hidden_state: torch.FloatTensor | None = None
+    fusion_keys: torch.FloatTensor | None = None
+    fusion_values: torch.FloatTensor | None = None
+    t2v_queries: torch.FloatTensor | None = None
+    t2v_bypass_logits: torch.FloatTensor | None = None
+
+    @property
+    def has_joint_cache(self) -> bool:
+        return self.fusion_keys is not None
 
 
 @dataclass
@@ -304,8 +317,11 @@ class T2V2TModel(T2V2TPreTrainedModel):
         embeds = F.normalize(self.text_proj(states[:, 0]), dim=-1)
         return T2V2TTextEncoding(text_embeds=embeds, text_states=states, attention_mask=attention_mask)
 
-    def encode_video(self, pixel_values_videos, output_hidden_states: bool = False) -> T2V2TVideoEncoding:
-        """Video features for search (`video_embeds`) and the tokens the joint encoder attends to."""
+    def encode_video(
+        self, pixel_values_videos, output_hidden_states: bool = False, joint_cache: bool = False
+    ) -> T2V2TVideoEncoding:
+        """Video features for search (`video_embeds`) and the tokens the joint encoder attends to; with
+        `joint_cache`, also the per-video part of the joint encoder (`build_joint_cache`)."""
         vision = self.vision_model(pixel_values_videos, output_hidden_states=output_hidden_states)
         frame_embeds = F.normalize(self.vision_proj(vision.pooler_output), dim=-1)  # (B, T, E)
         tokens = None
@@ -314,10 +330,11 @@ class T2V2TModel(T2V2TPreTrainedModel):
             if self.vision_layernorm is not None:
                 last = self.vision_layernorm(last)
             tokens = last.flatten(1, 2)  # (B, T*L, D): every frame's tokens
-        return T2V2TVideoEncoding(
+        encoding = T2V2TVideoEncoding(
             video_embeds=frame_embeds.mean(dim=1), frame_embeds=frame_embeds, video_tokens=tokens,
             vision_last_hidden_state=vision.last_hidden_state,
         )
+        return self.build_joint_cache(encoding) if joint_cache else encoding
 
     def get_text_features(self, input_ids, attention_mask=None, token_type_ids=None) -> torch.Tensor:
         """(B, embed_dim) L2-normalised text embeddings."""
@@ -354,6 +371,105 @@ class T2V2TModel(T2V2TPreTrainedModel):
         fused = self.text_model.fuse(text_states, attention_mask, video_tokens)
         return fused, (tuple(bypass_probs) if bypass_probs else None)
 
+    # ----- cached joint encoder (reranking) -------------------------------------------------------------------
+    @property
+    def supports_joint_cache(self) -> bool:
+        """Whether `build_joint_cache` applies: a joint encoder with at most one text→video layer (a second one
+        would normalise caption-dependent tokens, so its work is not per-video)."""
+        return self.config.has_joint_encoder and (self.t2v_layers is None or len(self.t2v_layers) == 1)
+
+    def build_joint_cache(self, video_encoding: T2V2TVideoEncoding) -> T2V2TVideoEncoding:
+        """
+        `video_encoding` plus its joint-encoder cache (see `T2V2TVideoEncoding`): everything in a pair score that
+        depends on the video alone, in the model's dtype. `score_pairs` reuses it for every caption.
+        """
+        self._require_joint_encoder("build_joint_cache()")
+        if not self.supports_joint_cache:
+            raise ValueError(f"build_joint_cache() needs T2V2TConfig.num_t2v_layers <= 1, got "
+                             f"num_t2v_layers={self.config.num_t2v_layers}; use score_pairs(use_joint_cache=False).")
+        if video_encoding.video_tokens is None:
+            raise ValueError("build_joint_cache() needs the encoding's video_tokens (from encode_video).")
+        tokens = video_encoding.video_tokens
+        keys, values = self.text_model.video_keys_values(tokens)
+        fields = dict(video_encoding.items(), fusion_keys=keys, fusion_values=values)
+        if self.t2v_layers is not None:
+            layer = self.t2v_layers[0]
+            queries, bypass_logits = layer.cross_attention.video_queries(layer.layernorm(tokens))
+            fields.update(t2v_queries=queries, t2v_bypass_logits=bypass_logits)
+        return type(video_encoding)(**fields)
+
+    def _slot_weights(self) -> tuple[torch.Tensor, torch.Tensor]:
+        """
+        (F, D, Dv) maps from one text→video head's value vector to the fusion layers' keys (and values): each
+        layer's key weight times `diag(layer_scale)` times the text→video output projection. Products of weights
+        only, so they are kept until a weight changes (in-place updates bump the tensor version).
+        """
+        layer = self.t2v_layers[0]
+        fusion = self.text_model.encoder.layer[self.text_model.fusion_layer:]
+        weights = [layer.layer_scale, layer.cross_attention.o_proj.weight]
+        weights += [block.crossattention.self.key.weight for block in fusion]
+        weights += [block.crossattention.self.value.weight for block in fusion]
+        stamp = tuple((w.data_ptr(), w._version, w.dtype, w.device) for w in weights)
+        cached = getattr(self, "_slot_weights_cache", None)
+        if not torch.is_grad_enabled() and cached is not None and cached[0] == stamp:
+            return cached[1]
+        scaled_out = layer.layer_scale[:, None] * layer.cross_attention.o_proj.weight  # diag(s) @ W_o
+        maps = (torch.stack([block.crossattention.self.key.weight @ scaled_out for block in fusion]),
+                torch.stack([block.crossattention.self.value.weight @ scaled_out for block in fusion]))
+        if not torch.is_grad_enabled():
+            self._slot_weights_cache = (stamp, maps)
+        return maps
+
+    def _fuse_cached(self, text_states, attention_mask, video: T2V2TVideoEncoding, row):
+        """[CLS] of the fused states (T, D) of T captions against cached video `row` (an int: one video shared by
+        all T captions, its keys/values used once for all) or videos `row[t]` (a (T,) tensor: one video per
+        caption, batched), and the bypass probabilities (T, H, M) or `None`. Why this equals `fuse`: see
+        `T2V2TTextTransformer.fuse_cached` (and the README section "Exact cached reranking")."""
+        length = int(attention_mask.any(dim=0).nonzero().max()) + 1 if bool(attention_mask.any()) else 1
+        text_states, attention_mask = text_states[:, :length], attention_mask[:, :length]  # trailing padding
+        low_rank, bypass_prob = (), None
+        if self.t2v_layers is not None:
+            attention = self.t2v_layers[0].cross_attention
+            bypass_logits = None if video.t2v_bypass_logits is None else video.t2v_bypass_logits[row]
+            probs, slot_values, bypass_prob = attention.mixture(video.t2v_queries[row], bypass_logits,
+                                                                text_states, attention_mask)
+            captions, heads, tokens, slots = probs.shape
+            key_maps, value_maps = self._slot_weights()
+            split = (key_maps.shape[0], key_maps.shape[1], heads, attention.head_dim)
+            key_slots = torch.einsum("thse,fkhe->fthsk", slot_values, key_maps.view(split))
+            value_slots = torch.einsum("thse,fkhe->fthsk", slot_values, value_maps.view(split))
+            low_rank = (probs.permute(0, 1, 3, 2).reshape(captions, heads * slots, tokens),
+                        key_slots.flatten(2, 3), value_slots.flatten(2, 3))
+        fused = self.text_model.fuse_cached(text_states, attention_mask, video.fusion_keys[row],
+                                            video.fusion_values[row], *low_rank)
+        return fused[:, 0], bypass_prob
+
+    def _score_cached(self, text_encoding, video_encoding, video_index, output_bypass_probs: bool):
+        if not video_encoding.has_joint_cache:
+            used, video_index = video_index.unique(return_inverse=True)
+            video_encoding = self.build_joint_cache(
+                T2V2TVideoEncoding(video_tokens=video_encoding.video_tokens[used]))
+        states = text_encoding.text_states
+        cls = states.new_empty(states.shape[0], states.shape[-1])
+        bypass = None
+        # Videos with several captions: one call each, its keys/values shared by all of them. Videos with one
+        # caption (a query against its candidates): one batched call over all of them.
+        videos, counts = video_index.unique(return_counts=True)
+        groups = [(video_index == row).nonzero(as_tuple=True)[0] for row in videos[counts > 1].tolist()]
+        singles = torch.isin(video_index, videos[counts == 1]).nonzero(as_tuple=True)[0]
+        calls = [(pairs, int(video_index[pairs[0]])) for pairs in groups]
+        if len(singles):
+            calls.append((singles, video_index[singles]))
+        for pairs, row in calls:
+            cls_rows, bypass_prob = self._fuse_cached(states[pairs], text_encoding.attention_mask[pairs],
+                                                      video_encoding, row)
+            cls[pairs] = cls_rows
+            if output_bypass_probs and bypass_prob is not None:
+                if bypass is None:
+                    bypass = bypass_prob.new_empty(states.shape[0], *bypass_prob.shape[1:])
+                bypass[pairs] = bypass_prob
+        return cls, (None if bypass is None else (bypass,))
+
     def score_pairs(
         self,
         input_ids=None,
@@ -362,12 +478,22 @@ class T2V2TModel(T2V2TPreTrainedModel):
         text_encoding: T2V2TTextEncoding | None = None,
         video_encoding: T2V2TVideoEncoding | None = None,
         output_bypass_probs: bool = False,
+        video_index: torch.LongTensor | None = None,
+        use_joint_cache: bool | None = None,
     ) -> T2V2TPairScores:
         """
         Joint-encoder match scores of aligned (text i, video i) pairs, for reranking. Pass raw inputs, or cached
         `encode_text`/`encode_video` results so each video is encoded once; form pairs with their `select(index)`,
         e.g. `score_pairs(text_encoding=text.select(torch.zeros(k, dtype=torch.long)), video_encoding=videos)`
         scores one query against k videos.
+
+        Args:
+            video_index (`(P,)`, *optional*): row of `video_encoding` for each text (pair i = text i, video
+                `video_index[i]`), so a video scored against many captions is passed, and cached, once.
+            use_joint_cache (`bool`, *optional*): the cached, exact fast path (per-video work from
+                `build_joint_cache`, built here for the videos used if the encoding lacks it), or `False` for the
+                straightforward reference computation (`fuse`). Default: the cached path in eval mode when
+                `supports_joint_cache`, the reference in training mode (it applies dropout).
         """
         self._require_joint_encoder("score_pairs()")
         if text_encoding is None:
@@ -378,17 +504,37 @@ class T2V2TModel(T2V2TPreTrainedModel):
             if pixel_values_videos is None:
                 raise ValueError("score_pairs() needs pixel_values_videos or video_encoding.")
             video_encoding = self.encode_video(pixel_values_videos)
-        fused, bypass_probs = self.fuse(
-            text_encoding.text_states, text_encoding.attention_mask, video_encoding.video_tokens, output_bypass_probs
-        )
-        logits = self.itm_head(fused[:, 0])
+        num_pairs = text_encoding.text_states.shape[0]
+        if video_index is None:
+            num_videos = len(next(value for value in video_encoding.values() if value is not None))
+            if num_videos != num_pairs:
+                raise ValueError(f"score_pairs() scores aligned pairs: got {num_pairs} texts and {num_videos} videos "
+                                 "(pass video_index to pair each text with a video row).")
+            video_index = torch.arange(num_pairs, device=text_encoding.text_states.device)
+        elif video_index.shape != (num_pairs,):
+            raise ValueError(f"video_index must hold one video row per text ({num_pairs}), got shape "
+                             f"{tuple(video_index.shape)}.")
+        if use_joint_cache is None:
+            use_joint_cache = self.supports_joint_cache and not self.training
+        elif use_joint_cache and not self.supports_joint_cache:
+            raise ValueError(f"use_joint_cache=True needs T2V2TConfig.num_t2v_layers <= 1, got "
+                             f"num_t2v_layers={self.config.num_t2v_layers}.")
+        if use_joint_cache:
+            cls, bypass_probs = self._score_cached(text_encoding, video_encoding, video_index, output_bypass_probs)
+        else:
+            if video_encoding.video_tokens is None:
+                raise ValueError("The reference path (use_joint_cache=False) needs the encoding's video_tokens.")
+            fused, bypass_probs = self.fuse(text_encoding.text_states, text_encoding.attention_mask,
+                                            video_encoding.video_tokens[video_index], output_bypass_probs)
+            cls = fused[:, 0]
+        logits = self.itm_head(cls)
         if self.config.rerank_score == "vtm":
             scores = logits[:, 1]
         else:
             if video_encoding.video_embeds is None:
                 raise ValueError('rerank_score="vtm+vtc" needs the videos\' `video_embeds` in video_encoding (from '
                                  'encode_video); pass them, or use rerank_score="vtm".')
-            similarity = (text_encoding.text_embeds * video_encoding.video_embeds).sum(-1)
+            similarity = (text_encoding.text_embeds * video_encoding.video_embeds[video_index]).sum(-1)
             scores = logits[:, 1] - logits[:, 0] + similarity / self.temperature
         return T2V2TPairScores(scores=scores, vtm_logits=logits, bypass_probs=bypass_probs)
 
@@ -457,7 +603,8 @@ class T2V2TModel(T2V2TPreTrainedModel):
                 loss_vtm, vtm_logits = self.vtm_loss(text, video, logits_per_text.detach(), ids)
                 loss = loss + self.config.vtm_loss_weight * loss_vtm
         elif self.config.has_joint_encoder and input_ids.shape[0] == pixel_values_videos.shape[0]:
-            vtm_logits = self.score_pairs(text_encoding=text, video_encoding=video).vtm_logits
+            # Aligned pairs use each video once: a per-video cache would not be reused, so the reference path.
+            vtm_logits = self.score_pairs(text_encoding=text, video_encoding=video, use_joint_cache=False).vtm_logits
 
         output = T2V2TOutput(
             loss=loss, loss_vtc=loss_vtc, loss_vtm=loss_vtm,

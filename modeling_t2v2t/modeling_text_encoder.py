@@ -12,7 +12,7 @@ from torch import nn
 from transformers.activations import ACT2FN
 from transformers.modeling_layers import GradientCheckpointingLayer
 
-from .attention_t2v2t import attend, padding_mask_to_bias
+from .attention_t2v2t import attend, merge_heads, padding_mask_to_bias, split_heads
 from .configuration_t2v2t import T2V2TTextConfig
 
 
@@ -116,6 +116,42 @@ class T2V2TTextLayer(GradientCheckpointingLayer):
         return self.output(self.intermediate(hidden_states), hidden_states)
 
 
+def _cached_cross_attention(block: BertAttentionBlock, hidden, keys, values, low_rank=None) -> torch.Tensor:
+    """`block(hidden, video_states, None)` for T captions (T, n, D) and one video given by its projected keys and
+    values (M, D), plus the optional low-rank change of those keys/values (see `fuse_cached`)."""
+    captions, length, width = hidden.shape
+    heads = block.num_heads
+    head_dim = width // heads
+    tokens = keys.shape[-2]
+    paired = keys.dim() == 3  # (T, M, D): a video per caption; else (M, D) shared by all captions
+    # Scaled queries rather than scaled logits: (n, d) numbers to scale per head instead of (n, M).
+    q = split_heads(block.self.query(hidden), heads) * head_dim**-0.5  # (T, G, n, d)
+    if paired:
+        logits = torch.matmul(q, split_heads(keys, heads).transpose(-1, -2))  # (T, G, n, M)
+    else:
+        q_stacked = q.transpose(0, 1).reshape(heads, captions * length, head_dim)
+        logits = torch.matmul(q_stacked, keys.view(tokens, heads, head_dim).permute(1, 2, 0))  # (G, T*n, M)
+        logits = logits.view(heads, captions, length, tokens).transpose(0, 1)  # (T, G, n, M)
+    if low_rank is not None:
+        slot_probs, key_slots, value_slots = low_rank
+        slots = slot_probs.shape[1]
+        per_slot = torch.einsum("tgnd,tsgd->tgns", q, key_slots.view(captions, slots, heads, head_dim))
+        logits = logits + torch.bmm(per_slot.reshape(captions, heads * length, slots), slot_probs).view(
+            captions, heads, length, tokens)
+    probs = logits.softmax(dim=-1)
+    if paired:
+        out = torch.matmul(probs, split_heads(values, heads))  # (T, G, n, d)
+    else:
+        out = torch.matmul(probs.transpose(0, 1).reshape(heads, captions * length, tokens),
+                           values.view(tokens, heads, head_dim).transpose(0, 1))  # (G, T*n, d)
+        out = out.view(heads, captions, length, head_dim).transpose(0, 1)
+    if low_rank is not None:
+        mixed = torch.bmm(probs.reshape(captions, heads * length, tokens), slot_probs.transpose(1, 2))
+        out = out + torch.einsum("tgns,tsgd->tgnd", mixed.view(captions, heads, length, slots),
+                                 value_slots.view(captions, slots, heads, head_dim))
+    return block.output(merge_heads(out), hidden)
+
+
 class T2V2TTextEncoderLayers(nn.Module):
     def __init__(self, config: T2V2TTextConfig, num_layers: int, fusion_layer: int, video_width: int):
         super().__init__()
@@ -165,6 +201,54 @@ class T2V2TTextTransformer(nn.Module):
     def fuse(self, text_states, attention_mask, video_states) -> torch.Tensor:
         """Joint features: layers `[fusion_layer, num_layers)` over text states, cross-attending to video."""
         return self.run_layers(text_states, attention_mask, self.fusion_layer, self.num_layers, video_states)
+
+    def video_keys_values(self, video_states: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """The fusion layers' cross-attention keys and values of video tokens (B, M, Dv): two (B, F, M, D) tensors,
+        F = layers from `fusion_layer` on. They depend on the video only, so reranking computes them once."""
+        layers = self.encoder.layer[self.fusion_layer:]
+        keys = torch.stack([layer.crossattention.self.key(video_states) for layer in layers], dim=1)
+        values = torch.stack([layer.crossattention.self.value(video_states) for layer in layers], dim=1)
+        return keys, values
+
+    def fuse_cached(
+        self,
+        text_states: torch.Tensor,
+        attention_mask: torch.Tensor,
+        keys: torch.Tensor,
+        values: torch.Tensor,
+        slot_probs: torch.Tensor | None = None,
+        key_slots: torch.Tensor | None = None,
+        value_slots: torch.Tensor | None = None,
+        cls_only: bool = True,
+    ) -> torch.Tensor:
+        """
+        `fuse` for T captions against ONE video, from that video's cached keys/values. Same function as `fuse`,
+        reorganised:
+
+        - keys, values (F, M, D): `video_keys_values` of the video tokens, shared by all T captions (their queries
+          are stacked into one product per head); or (T, F, M, D): a video per caption.
+        - When the video tokens were first moved by a caption-conditioned update `sum_s slot_probs[t, s, j] * u_s`
+          (T2V2T's text→video layer), the fusion layers' keys are `keys + slot_probs^T @ key_slots[l]` (likewise
+          values), since the key/value projections are affine and nothing normalises the tokens in between.
+          slot_probs: (T, S, M); key_slots, value_slots: (F, T, S, D), the slots' update vectors through each
+          layer's key/value weights (no bias). The moved tokens are never formed: scores use
+          `q·k_j = q·keys_j + sum_s (q·key_slots_s) slot_probs[s, j]` and outputs use `probs @ values +
+          (probs @ slot_probs^T) @ value_slots`, costing S (not D) per video token.
+        - cls_only: the last layer is computed for [CLS] only (all a match score reads); the others attend to it.
+
+        Returns (T, N, D) states, or (T, 1, D) with `cls_only`.
+        """
+        bias = padding_mask_to_bias(attention_mask, text_states.dtype)
+        hidden = text_states
+        for position, index in enumerate(range(self.fusion_layer, self.num_layers)):
+            layer = self.encoder.layer[index]
+            rows = hidden[:, :1] if cls_only and index == self.num_layers - 1 else hidden
+            rows = layer.attention(rows, hidden, bias)  # keys/values from every token, queries from `rows`
+            low_rank = None if slot_probs is None else (slot_probs, key_slots[position], value_slots[position])
+            rows = _cached_cross_attention(layer.crossattention, rows, keys.select(-3, position),
+                                           values.select(-3, position), low_rank)
+            hidden = layer.output(layer.intermediate(rows), rows)
+        return hidden
 
     def forward(self, input_ids, attention_mask=None, token_type_ids=None, video_states=None) -> torch.Tensor:
         """All layers; without `video_states` this is `BertModel(...).last_hidden_state`."""

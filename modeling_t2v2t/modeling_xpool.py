@@ -7,6 +7,9 @@ pooled video embedding per (text, video) pair; the score is its cosine with the 
 symmetric InfoNCE scaled by CLIP's logit scale (kept at most ln 100 by clamping the parameter, as X-Pool does,
 so it keeps its gradient).
 
+The `Dropout` is drawn per (text, video) pair: X-Pool's 0.3 suits pretrained CLIP towers, not from-scratch ones
+(see `XPoolConfig.pooling_dropout`).
+
 Since the pooled embedding depends on the text, all-pairs similarity is not one matrix product: K and V depend
 only on the video, so `encode_video` caches them and `retrieval_similarity` pools for one chunk of texts at a time
 (memory: chunk x videos x embed_dim).

@@ -20,6 +20,11 @@ from .text_cleaning import clean_caption
 
 logger = logging.getLogger(__name__)
 
+# Batch key holding how many clips the collator dropped from this batch (with `skip_bad=True`). The count travels
+# with the batch because the collator runs in DataLoader worker processes, whose counters the trainer never sees;
+# `training.retrieval_trainer.RetrievalTrainer` pops it before the model and sums it over processes.
+SKIPPED_KEY = "num_skipped"
+
 
 def caption_pairs(dataset: datasets.Dataset) -> datasets.Dataset:
     """One row per caption: `video`, `caption`, `video_id`, `video_index` (row of the video), `media_type`."""
@@ -49,8 +54,11 @@ class VideoTextCollator:
         num_frames: frames per clip; defaults to the video processor's `num_frames`.
         train: random frame per segment (training) or the middle one (evaluation).
         backend: decoding backend name (see `processing.decoding.decode_clip`).
-        skip_bad: drop a clip that fails to decode from its batch (counted in `num_skipped`, logged) instead of
-            raising. A batch in which every clip fails still raises.
+        skip_bad: drop a clip that fails to decode (`VideoDecodeError` or a missing file) from its batch instead
+            of raising: it is logged, counted in `num_skipped` (this process) and in the batch's `"num_skipped"`
+            tensor, which `RetrievalTrainer` totals over workers and processes. A batch in which every clip fails
+            holds only that count (the trainer then skips the step). Without `skip_bad` the first bad file raises
+            `VideoDecodeError` naming it.
         max_words: cap captions at this many words before tokenising (VindLU's `max_l`).
         return_loss: add `return_loss=True`, so `Trainer` gets a loss from the model.
         cache_bytes: keep whole decoded videos in memory up to this many bytes per process
@@ -110,8 +118,11 @@ class VideoTextCollator:
             if clip is not None:
                 kept.append(row)
                 clips.append(clip)
-        if not kept:
-            raise ValueError(f"Every clip of this batch failed to decode: {[row['video'] for row in rows]}")
+        skipped = {SKIPPED_KEY: torch.tensor(len(rows) - len(kept))} if self.skip_bad else {}
+        if not kept:  # only with skip_bad: every failure raised otherwise
+            logger.warning("Every clip of this batch failed to decode (%s); the batch is empty.",
+                           ", ".join(str(row["video"]) for row in rows))
+            return skipped
         captions = [clean_caption(row["caption"], self.max_words) for row in kept]
         for row, caption in zip(kept, captions):
             if not caption:
@@ -122,7 +133,7 @@ class VideoTextCollator:
         batch["video_ids"] = torch.tensor([row["video_index"] for row in kept], dtype=torch.long)
         if self.return_loss:
             batch["return_loss"] = True
-        return batch
+        return {**batch, **skipped}
 
 
 class MediaTypeBatchSampler(torch.utils.data.Sampler):
@@ -210,4 +221,4 @@ def retrieval_loaders(dataset: datasets.Dataset, processor, batch_size: int = 16
     return caption_loader, video_loader, torch.tensor(list(pairs["video_index"])), len(dataset)
 
 
-__all__ = ["caption_pairs", "VideoTextCollator", "MediaTypeBatchSampler", "CaptionCollator", "GalleryVideoCollator", "retrieval_loaders"]
+__all__ = ["SKIPPED_KEY", "caption_pairs", "VideoTextCollator", "MediaTypeBatchSampler", "CaptionCollator", "GalleryVideoCollator", "retrieval_loaders"]

@@ -27,7 +27,16 @@ import av
 import numpy as np
 import PIL.Image
 
-from modeling_t2v2t.video_processing_t2v2t import IMAGE_SUFFIXES, load_video_file, segment_middle_indices
+# VideoDecodeError lives with the model's processor (a Hub file cannot import this package); re-exported here.
+from modeling_t2v2t.video_processing_t2v2t import (
+    DECODE_STRATEGIES,
+    IMAGE_SUFFIXES,
+    VideoDecodeError,
+    first_video_stream,
+    load_video_file,
+    reading_media,
+    segment_middle_indices,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -46,15 +55,6 @@ _INSTALL_HINTS = {
 }
 # Suffixes of the ISO media family, whose index (the `moov` box) is usually written last.
 _MP4_SUFFIXES = frozenset({".mp4", ".m4v", ".mov", ".3gp"})
-
-
-class VideoDecodeError(ValueError):
-    """A video (or image) file that cannot be used; `path` is the file, `reason` the problem."""
-
-    def __init__(self, path: str | os.PathLike, reason: str):
-        self.path = os.fspath(path)
-        self.reason = reason
-        super().__init__(f"{self.path}: {reason}")
 
 
 @dataclass(frozen=True)
@@ -176,57 +176,56 @@ def probe_video(
 
 
 def _probe_image(path: str) -> VideoInfo:
-    try:
-        with PIL.Image.open(path) as image:  # reads the header only
+    # Reads the header only; PIL refuses a decompression bomb (over 2x Image.MAX_IMAGE_PIXELS) already here.
+    with reading_media(path, "PIL cannot read this image"):
+        with PIL.Image.open(path) as image:
             width, height = image.size
             image_format = (image.format or "image").lower()
-    except (OSError, PIL.UnidentifiedImageError) as error:
-        raise VideoDecodeError(path, f"PIL cannot read this image ({error}).") from error
     return VideoInfo(num_frames=1, height=height, width=width, fps=None, duration=None, format=image_format)
 
 
 def _probe_container(path: str) -> VideoInfo:
-    try:
-        container = av.open(path)
-    except av.FFmpegError as error:
-        raise VideoDecodeError(path, _unopenable_reason(path, error)) from error
-    try:
-        with container:
-            if not container.streams.video:
-                kinds = [stream.type for stream in container.streams]
-                found = f"only {', '.join(kinds)} stream(s)" if kinds else "no streams at all"
-                raise VideoDecodeError(path, f"no video stream ({found}).")
-            stream = container.streams.video[0]
-            num_frames = stream.frames or _count_packets(container, stream)
-            if num_frames == 0:
-                raise VideoDecodeError(path, "the video stream has 0 frames.")
-            fps = float(stream.average_rate) if stream.average_rate else None
-            if stream.duration is not None and stream.time_base:
-                duration = float(stream.duration * stream.time_base)
-            elif container.duration is not None:
-                duration = container.duration / av.time_base
-            else:
-                duration = num_frames / fps if fps else None
-            return VideoInfo(
-                num_frames=num_frames,
-                height=stream.height,
-                width=stream.width,
-                fps=fps,
-                duration=duration,
-                format=container.format.name,
-                codec=stream.codec_context.name,
-            )
-    except av.FFmpegError as error:
-        raise VideoDecodeError(path, f"could not read the container ({error}).") from error
+    with reading_media(path, "FFmpeg cannot open this file"):
+        try:
+            container = av.open(path)
+        except av.FFmpegError as error:
+            raise VideoDecodeError(path, _unopenable_reason(path, error)) from error
+    # Corrupt metadata fails outside FFmpeg too (a UnicodeDecodeError decoding a tag, no codec_context, ...).
+    with reading_media(path, "could not read the container"), container:
+        stream = first_video_stream(container, path)
+        num_frames = stream.frames or _count_packets(container, stream)
+        if num_frames == 0:
+            raise VideoDecodeError(path, "the video stream has 0 frames.")
+        fps = float(stream.average_rate) if stream.average_rate else None
+        if stream.duration is not None and stream.time_base:
+            duration = float(stream.duration * stream.time_base)
+        elif container.duration is not None:
+            duration = container.duration / av.time_base
+        else:
+            duration = num_frames / fps if fps else None
+        return VideoInfo(
+            num_frames=num_frames,
+            height=stream.height,
+            width=stream.width,
+            fps=fps,
+            duration=duration,
+            format=container.format.name,
+            codec=stream.codec_context.name,
+        )
 
 
 def _decode_pyav(
-    path: str, indices: np.ndarray, total: int | None = None, resample: Callable[[int], np.ndarray] | None = None
+    path: str,
+    indices: np.ndarray,
+    total: int | None = None,
+    resample: Callable[[int], np.ndarray] | None = None,
+    strategy: str = "auto",
+    threads: int = 1,
 ) -> np.ndarray:
-    """PyAV via `load_video_file`, which seeks to the keyframe before each index.
+    """PyAV via `load_video_file`, which seeks or decodes in one pass, whichever the keyframe layout makes cheaper.
 
-    When a file ends early without an error, `load_video_file` asks for indices again with the true frame count
-    instead of the header's `total`: `resample(count)` answers, as `decode_clip` does for the other backends.
+    When a file decodes fewer frames than its header's `total` (truncated), `load_video_file` asks for indices again
+    with the true frame count: `resample(count)` answers, as `decode_clip` does for the other backends.
     """
 
     def sample_indices_fn(metadata):
@@ -234,7 +233,7 @@ def _decode_pyav(
             return indices
         return resample(metadata.total_num_frames)
 
-    frames, _ = load_video_file(path, sample_indices_fn)
+    frames, _ = load_video_file(path, sample_indices_fn, threads=threads, strategy=strategy)
     return frames
 
 
@@ -306,8 +305,8 @@ def _count_decodable_frames(path: str) -> int:
         with av.open(path) as container:
             for _ in container.decode(video=0):
                 count += 1
-    except av.FFmpegError:
-        pass  # a truncated last packet: the frames before it are good
+    except Exception:  # noqa: BLE001 -- any break (a truncated last packet, corrupt data): the frames before are good
+        pass
     return count
 
 
@@ -319,10 +318,16 @@ def decode_clip(
     rng: np.random.Generator | int | None = None,
     min_resolution: int = DEFAULT_MIN_RESOLUTION,
     max_resolution: int = DEFAULT_MAX_RESOLUTION,
+    strategy: str = "auto",
+    threads: int = 1,
 ) -> np.ndarray:
     """Decode `num_frames` frames of a video file, sampled with `sample_frame_indices(total, num_frames, mode, rng)`.
 
-    Only the sampled frames are decoded (after the keyframe before each), not the whole file. `backend` is
+    Only the sampled frames are decoded, not the whole file. With PyAV, `strategy="auto"` seeks to the keyframe
+    before each sampled frame when that decodes fewer frames than one pass from the start, and decodes in one pass
+    otherwise (few keyframes); `"seek"` / `"sequential"` force one (see `load_video_file`). PyAV decodes with
+    `threads` threads (1: DataLoader workers already decode clips in parallel; 0 lets FFmpeg use every core, faster
+    for one process decoding one clip at a time). `backend` is
     `"pyav"` (default), `"torchcodec"` or `"decord"`; they return identical frames for the same file. Image files
     (`.jpg`, `.png`, ...) are 1-frame videos, so every frame is that image, whatever the backend.
 
@@ -336,7 +341,8 @@ def decode_clip(
 
     Raises:
         FileNotFoundError: the file does not exist.
-        VideoDecodeError: the file cannot be used (see `probe_video`) or no frame of it decodes.
+        VideoDecodeError: the file cannot be used (see `probe_video`) or no frame of it decodes; any failure to
+            read the file is this error, whatever the backend.
         ValueError: an unknown `mode` or `backend`, or a bad `num_frames`.
         ImportError: the backend is not installed (the message says what to install).
 
@@ -353,23 +359,23 @@ def decode_clip(
         raise ValueError(f"mode must be one of {SAMPLING_MODES}, got {mode!r}.")
     if backend not in BACKENDS:
         raise ValueError(f"backend must be one of {BACKENDS}, got {backend!r}.")
+    if strategy not in DECODE_STRATEGIES:
+        raise ValueError(f"strategy must be one of {DECODE_STRATEGIES}, got {strategy!r}.")
     info = probe_video(path, min_resolution=min_resolution, max_resolution=max_resolution)
     indices = sample_frame_indices(info.num_frames, num_frames, mode, rng)
     if os.path.splitext(path)[1].lower() in IMAGE_SUFFIXES:
-        try:
-            frames, _ = load_video_file(path, lambda metadata: indices)
-        except ValueError as error:  # e.g. a truncated PNG: its header reads but its pixels do not
-            raise VideoDecodeError(path, f"the image does not decode ({error.__cause__ or error}).") from error
+        # A truncated PNG reads its header but not its pixels: load_video_file raises VideoDecodeError.
+        frames, _ = load_video_file(path, lambda metadata: indices)
         return frames
     _check_backend(backend)
     if backend == "decord" and info.format == "avi" and info.codec == "h264":
         # Seen with decord 0.6.0 and keyframes every few frames; mp4/mkv and mpeg4-in-AVI decode correctly.
         _warn_once("decord returns wrong frames when it seeks in h264 AVI files; decoding those with PyAV instead.")
         backend = "pyav"
+    if backend == "pyav":  # recovers truncated files itself and raises VideoDecodeError for the rest
+        resample = functools.partial(sample_frame_indices, num_frames=num_frames, mode=mode, rng=rng)
+        return _decode_pyav(path, indices, info.num_frames, resample, strategy, threads)
     try:
-        if backend == "pyav":
-            resample = functools.partial(sample_frame_indices, num_frames=num_frames, mode=mode, rng=rng)
-            return _decode_pyav(path, indices, info.num_frames, resample)
         return _DECODERS[backend](path, indices)
     except Exception as error:  # each backend fails differently on a truncated file; count what really decodes
         decodable = _count_decodable_frames(path)
@@ -384,14 +390,12 @@ def decode_clip(
         decodable,
     )
     indices = sample_frame_indices(decodable, num_frames, mode, rng)
-    try:
-        return _decode_pyav(path, indices)
-    except Exception as error:
-        raise VideoDecodeError(path, f"could not decode frames {indices.tolist()} of {decodable}: {error}") from error
+    return _decode_pyav(path, indices)
 
 
 __all__ = [
     "BACKENDS",
+    "DECODE_STRATEGIES",
     "SAMPLING_MODES",
     "VideoDecodeError",
     "VideoInfo",

@@ -8,6 +8,10 @@
 | `timestamps` | list of [start, end] seconds | moments the captions describe, if the corpus gives them (else empty) |
 | `split` | string | `train`, `val` or `test` (or the corpus's own split name) |
 | `media_type` | string | `video`, or `image` for image-caption corpora (1-frame videos) |
+
+Optional columns (`FAMILY_COLUMNS`), only where a builder knows them (the synthetic benchmark's val and test): the
+video's hard-negative `family` id, its `family_factor` (what sets it apart from the family's base; "" for the base)
+and `caption_partial` (list of bool, aligned with `captions`). Evaluation reports per-family win rates from them.
 """
 
 import logging
@@ -32,6 +36,7 @@ FEATURES = datasets.Features(
     }
 )
 MEDIA_TYPES = ("video", "image")
+FAMILY_COLUMNS = ("family", "family_factor", "caption_partial")  # mirrored in modeling_t2v2t.retrieval.families
 
 
 class AnnotationError(ValueError):

@@ -132,11 +132,17 @@ class VideoRecord:
         return self.captions[0] if self.captions else "(uploaded video)"
 
 
+# The per-video joint-encoder cache fields of a T2V2T video encoding (`T2V2TModel.build_joint_cache`).
+JOINT_CACHE_FIELDS = ("fusion_keys", "fusion_values", "t2v_queries", "t2v_bypass_logits")
+
+
 @dataclass
 class EncodedVideo:
     """One video as the model sees it: `frames` (T, H, W, 3) uint8, the resized frames the model got, their
     `frame_times` in seconds (`None` if unknown), `video_embed` (E,), `frame_embeds` (T, E) normalised, and
-    `video_tokens` (T*L, D) for the joint encoder (`None` for a dual encoder)."""
+    `video_tokens` (T*L, D) for the joint encoder (`None` for a dual encoder), and `joint_cache`, the model's
+    per-video joint-encoder work (`build_joint_cache` fields without the batch axis) so that reranking a query
+    against this video does not redo it (`None` when the checkpoint's code has no such cache)."""
 
     record: VideoRecord
     frames: np.ndarray
@@ -144,6 +150,7 @@ class EncodedVideo:
     video_embed: torch.Tensor
     frame_embeds: torch.Tensor
     video_tokens: torch.Tensor | None
+    joint_cache: dict[str, torch.Tensor] | None = None
 
 
 @dataclass
@@ -536,7 +543,10 @@ class LoadedCheckpoint:
 
     def _encode_pixels(self, chunk, pixels, times) -> list[EncodedVideo]:
         encoded = []
-        encoding = self.model.encode_video(pixels.to(self.device))
+        # Checkpoints whose code has the exact joint-encoder cache (T2V2T with <= 1 text->video layer) keep each
+        # video's per-video rerank work, so a query's rerank costs only its caption-dependent part.
+        joint_cache = bool(getattr(self.model, "supports_joint_cache", False))
+        encoding = self.model.encode_video(pixels.to(self.device), **({"joint_cache": True} if joint_cache else {}))
         self._encoding_class = type(encoding)
         for position, record in enumerate(chunk):
             tokens = encoding.video_tokens
@@ -547,6 +557,8 @@ class LoadedCheckpoint:
                 video_embed=encoding.video_embeds[position].float().cpu(),
                 frame_embeds=encoding.frame_embeds[position].float().cpu(),
                 video_tokens=None if tokens is None else tokens[position].float().cpu().clone(),
+                joint_cache={name: encoding[name][position].cpu().clone() for name in JOINT_CACHE_FIELDS
+                             if encoding.get(name) is not None} if joint_cache else None,
             ))
         return encoded
 
@@ -564,7 +576,7 @@ class LoadedCheckpoint:
         if cached is not None:
             # The hit may be another session's upload of the same file: answer with this session's record.
             return EncodedVideo(record, cached.frames, cached.frame_times, cached.video_embed, cached.frame_embeds,
-                                cached.video_tokens)
+                                cached.video_tokens, cached.joint_cache)
         name = record.video_id.removeprefix("upload:")
         if not os.path.isfile(record.path):
             raise UploadError(name, "this upload has expired and was deleted; add it again.")
@@ -587,8 +599,12 @@ class LoadedCheckpoint:
 
     def _video_encoding(self, videos: Sequence[EncodedVideo]):
         # video_embeds too: the rerank score may add the embedding similarity (config.rerank_score="vtm+vtc").
-        return self._encoding_class(video_tokens=torch.stack([video.video_tokens for video in videos]).to(self.device),
-                                    video_embeds=torch.stack([video.video_embed for video in videos]).to(self.device))
+        fields = {"video_tokens": torch.stack([video.video_tokens for video in videos]),
+                  "video_embeds": torch.stack([video.video_embed for video in videos])}
+        if all(video.joint_cache for video in videos):
+            fields.update({name: torch.stack([video.joint_cache[name] for video in videos])
+                           for name in videos[0].joint_cache})
+        return self._encoding_class(**{name: value.to(self.device) for name, value in fields.items()})
 
     @torch.no_grad()
     def rerank_scores(self, text_encoding, videos: Sequence[EncodedVideo], batch_size: int = 32) -> list[float]:

@@ -2,18 +2,32 @@
 
     python spaces_demo/prepare_assets.py          # outputs/quickstart/model -> checkpoints/t2v2t-synthetic-quickstart
     python spaces_demo/prepare_assets.py --model DIR --name NAME --num-gallery 32
+    python spaces_demo/prepare_assets.py --refresh-code   # rewrite the committed folder from the library, same weights
 
-Run from the repository root with the project's environment (it uses the `processing` package to render or reuse
-the synthetic benchmark); the Space itself only reads what this writes.
+Run from the repository root with the project's environment (the `t2v2t` package installed; it uses `processing`
+to render or reuse the synthetic benchmark); the Space itself only reads what this writes.
 
-1. `checkpoints/<name>/`: the Hub-ready folder (config, code, processor, tokenizer, test metrics) with the weights
-   stored as float16 safetensors (half the size); training leftovers (`checkpoint-*/`, optimizer and trainer state,
-   the tokenizer build folder) are left out. A model card (README.md) says how it was trained.
+1. `checkpoints/<name>/`: the Hub folder `training/push_to_hub.py --dry-run` would build (config, the library's code
+   files, processor, tokenizer, test metrics, model card, training config, LICENSE, CITATION.cff) with the weights
+   stored as float16 safetensors (half the size). Everything but the weights is written by the library
+   (`save_pretrained` of the model and processor loaded with the package's classes, then
+   `modeling_t2v2t.hub.publishing.build_hub_folder`), never copied from the training output, so the folder's code
+   is the library's. Training leftovers (`checkpoint-*/`, optimizer and trainer state) are left out. The model card
+   is also written to the repository's `model_card.md` (for the default checkpoint): the card of the model the
+   project ships.
 2. `gallery/`: the first `--num-gallery` videos of the benchmark's test split (held out from training; consecutive
    videos form families that differ in one factor, so the gallery has hard negatives), copied byte for byte, and
    `gallery.json` with their ids, captions and family.
 3. Verification: the float16 folder is loaded with `AutoModel(..., trust_remote_code=True)` next to the original, and
    their embedding and rerank scores on the gallery must agree within `--tolerance`.
+
+The checkpoint's `.py` files are relative symbolic links to the library's files (`--copy-code` writes copies instead):
+git keeps one copy of the model code, the Space can never run stale code, and `hf upload` / `upload_folder` upload
+the files the links point to, so the Space receives ordinary files.
+
+`--refresh-code` rebuilds step 1 from the committed checkpoint itself (no training output needed; float16 weights
+round-trip through float32 unchanged) and leaves the gallery alone: run it after changing a model's config format or
+the card template (tests/test_demo_checkpoint.py checks that the committed folder is what it writes).
 
 Idempotent and deterministic: the outputs are rebuilt from scratch each run (stale files removed), JSON is written
 with sorted keys, and the same model and settings give byte-identical files.
@@ -24,28 +38,29 @@ import json
 import logging
 import os
 import shutil
-import sys
 import tempfile
 from pathlib import Path
 
 import torch
 from safetensors import safe_open
 from safetensors.torch import save_file
+from transformers import AutoConfig, AutoModel, AutoProcessor
+
+# Importing the package registers its model types, so the Auto classes below give the library's own classes.
+import modeling_t2v2t
+from modeling_t2v2t.hub.publishing import build_hub_folder
 
 HERE = Path(__file__).resolve().parent
 REPO = HERE.parent
-sys.path.insert(0, str(REPO))  # the `processing` package, when run as `python spaces_demo/prepare_assets.py`
-sys.path.insert(0, str(HERE))  # inference.py, to verify with exactly the code the Space runs
 
 logger = logging.getLogger("prepare_assets")
 
 DEFAULT_MODEL = REPO / "outputs" / "quickstart" / "model"
 DEFAULT_CONFIG = REPO / "training" / "configs" / "synthetic_quickstart.json"
 DEFAULT_NAME = "t2v2t-synthetic-quickstart"
+DEFAULT_MODEL_CARD = REPO / "model_card.md"
 WEIGHTS = "model.safetensors"
-# What a Hub folder needs to load with AutoModel/AutoProcessor; everything else in a training output is left behind.
-KEEP_FILES = ("config.json", "processor_config.json", "preprocessor_config.json", "video_preprocessor_config.json",
-              "tokenizer.json", "tokenizer_config.json", "special_tokens_map.json", "vocab.txt", "test_results.json")
+RESULTS = "test_results.json"
 GALLERY_MANIFEST = "gallery.json"
 
 
@@ -76,82 +91,79 @@ def convert_weights(source: Path, target: Path) -> dict:
     return {"tensors": len(tensors), "bytes_before": source.stat().st_size, "bytes_after": target.stat().st_size}
 
 
-def _model_card(name: str, config: dict, config_path: Path | None, metrics: dict, gallery: dict | None) -> str:
-    vision, text = config.get("vision_config", {}), config.get("text_config", {})
-    lines = [
-        "---",
-        "library_name: transformers",
-        "license: apache-2.0",
-        "pipeline_tag: feature-extraction",
-        "tags: [text-to-video-retrieval, t2v2t, vindlu, custom_code]",
-        "---",
-        f"# {name}",
-        "",
-        f"A small T2V2T (fusion_mode `{config.get('fusion_mode')}`: text→video→text fusion with Bypass "
-        "cross-attention, built on VindLU) trained from scratch on CPU on the t2v2t project's built-in synthetic",
-        f"benchmark (rendered clips of coloured shapes with paraphrased captions), {vision.get('num_frames')} frames "
-        f"of {vision.get('image_size')}x{vision.get('image_size')} px per video and a vocabulary of "
-        f"{text.get('vocab_size')} tokens: a demo model that knows only the benchmark's words and shapes.",
-        "",
-        "Trained with `make quickstart` (`python training/quickstart.py`"
-        + (f", config `{config_path.relative_to(REPO).as_posix()}`" if config_path else "") + ").",
-        "Weights are stored as float16 (converted from the float32 training output by",
-        "`spaces_demo/prepare_assets.py`);",
-        "load with `AutoModel.from_pretrained(folder, trust_remote_code=True, dtype=torch.float32)`.",
-        "",
-    ]
-    if metrics:
-        num_test = gallery["settings"]["num_test"] if gallery else None
-        scope = f" ({num_test} videos, chance R@1 {100 / num_test:.2g}%)" if num_test else ""
-        lines += [
-            f"Text→video retrieval on the benchmark's test split{scope}, in %:",
-            "",
-            "| ranking | R@1 | R@5 | R@10 | MdR |",
-            "|---|---|---|---|---|",
-        ]
-        for stage in ("embedding", "reranked"):
-            values = [metrics.get(f"test_{stage}_t2v_{m}") for m in ("R1", "R5", "R10", "MdR")]
-            if all(v is not None for v in values):
-                lines.append(f"| {stage} | {values[0]:.1f} | {values[1]:.1f} | {values[2]:.1f} | {values[3]:.0f} |")
-        lines.append("")
-    if gallery:
-        lines.append(f"The Space's gallery holds {len(gallery['videos'])} of these test videos, never seen in "
-                     "training.")
-    return "\n".join(lines) + "\n"
+def save_with_library(model_dir: Path, out_dir: Path) -> None:
+    """
+    Load `model_dir` with this package's classes (in float32) and `save_pretrained` model and processor into
+    `out_dir`: config.json with `auto_map`, the library's code files, processor and tokenizer files, float32 weights.
+    """
+    config = AutoConfig.from_pretrained(model_dir)
+    model = AutoModel.from_pretrained(model_dir, config=config, dtype=torch.float32)
+    processor = AutoProcessor.from_pretrained(model_dir)
+    if not type(model).__module__.startswith("modeling_t2v2t."):
+        raise ValueError(f"{model_dir} loaded as {type(model).__module__}.{type(model).__name__}, not as a class of "
+                         "this package: its model_type is not one the package registers.")
+    # transformers keeps how the tokenizer was loaded (from a local folder, offline) in its init kwargs and would
+    # save it; that describes this machine, not the tokenizer, and would make the files differ between machines.
+    for key in ("is_local", "local_files_only"):
+        processor.tokenizer.init_kwargs.pop(key, None)
+    model.save_pretrained(out_dir)
+    processor.save_pretrained(out_dir)
+
+
+def link_code_to_library(folder: Path, target: Path) -> list[str]:
+    """Replace each `.py` file of `folder` (to be moved to `target`) by a relative symbolic link to the library file
+    of the same name, after checking the two are identical. Returns the linked file names."""
+    library = Path(modeling_t2v2t.__file__).resolve().parent
+    linked = []
+    for path in sorted(folder.glob("*.py")):
+        source = library / path.name
+        if not source.is_file() or source.read_bytes() != path.read_bytes():
+            raise ValueError(f"{path.name} written by save_pretrained is not the library file {source}.")
+        path.unlink()
+        path.symlink_to(os.path.relpath(source, target.resolve()))
+        linked.append(path.name)
+    return linked
 
 
 def build_checkpoint(model_dir: Path, out_dir: Path, name: str, config_path: Path | None = None,
-                     gallery: dict | None = None) -> Path:
-    """Write `out_dir/name` from the trained Hub folder `model_dir` (`gallery`: what `build_gallery` returned, for
-    the model card); returns the folder."""
+                     model_card: Path | None = None, copy_code: bool = False) -> Path:
+    """
+    Write `out_dir/name` from the saved model folder `model_dir` (a training output, or the checkpoint folder
+    itself to refresh it) and return it; also copy its model card to `model_card` when given. Code files are links
+    to the library's files unless `copy_code`.
+    """
+    model_dir = model_dir.resolve()
     if not (model_dir / "config.json").is_file() or not (model_dir / WEIGHTS).is_file():
-        raise FileNotFoundError(f"{model_dir} is not a trained Hub folder (needs config.json and {WEIGHTS}); train "
+        raise FileNotFoundError(f"{model_dir} is not a saved model folder (needs config.json and {WEIGHTS}); train "
                                 "one with `make quickstart` or pass --model.")
-    config = json.loads((model_dir / "config.json").read_text())
-    if "auto_map" not in config:
-        raise ValueError(f"{model_dir}/config.json has no auto_map: it was not saved as a Hub folder with its code "
-                         "(modeling_t2v2t.hub.export.save_hub_folder), so trust_remote_code cannot load it.")
     out_dir.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(prefix=f".{name}.", dir=out_dir))
-    kept, dropped = [], []
-    for entry in sorted(model_dir.iterdir()):
-        if entry.is_file() and (entry.name in KEEP_FILES or entry.suffix == ".py"):
-            shutil.copyfile(entry, staging / entry.name)
-            kept.append(entry.name)
-        elif entry.name != WEIGHTS:
-            dropped.append(entry.name + ("/" if entry.is_dir() else ""))
-    sizes = convert_weights(model_dir / WEIGHTS, staging / WEIGHTS)
-    metrics_path = staging / "test_results.json"
-    metrics = json.loads(metrics_path.read_text()) if metrics_path.is_file() else {}
-    if metrics:
-        _write_json(metrics_path, metrics)  # sorted keys: stable bytes
-    (staging / "README.md").write_text(_model_card(name, config, config_path, metrics, gallery),
-                                       encoding="utf-8")
-    staging.chmod(0o755)  # mkdtemp makes it 0700
-    target = out_dir / name
-    _replace_dir(staging, target)
-    logger.info("Checkpoint %s: kept %s; weights %d tensors, %.1f MB -> %.1f MB (float16); left out %s.", target,
-                kept, sizes["tensors"], sizes["bytes_before"] / 2**20, sizes["bytes_after"] / 2**20, dropped)
+    try:
+        with tempfile.TemporaryDirectory(prefix="prepare-assets-") as scratch:
+            saved = Path(scratch) / name
+            save_with_library(model_dir, saved)
+            float32 = Path(scratch) / "float32.safetensors"
+            (saved / WEIGHTS).rename(float32)
+            sizes = convert_weights(float32, saved / WEIGHTS)
+            if (model_dir / RESULTS).is_file():
+                _write_json(saved / RESULTS, json.loads((model_dir / RESULTS).read_text()))  # sorted: stable bytes
+            training_config = config_path
+            if training_config is None and (model_dir / "training_config.json").is_file():
+                training_config = model_dir / "training_config.json"
+            build_hub_folder(saved, staging, training_config=training_config, model_name=name)
+        staging.chmod(0o755)  # mkdtemp makes it 0700
+        target = out_dir / name
+        if not copy_code:
+            link_code_to_library(staging, target)
+        _replace_dir(staging, target)
+    finally:
+        if staging.exists():
+            shutil.rmtree(staging)
+    if model_card is not None:
+        shutil.copyfile(target / "README.md", model_card)
+    logger.info("Checkpoint %s: %s; weights %d tensors, %.1f MB (float32) -> %.1f MB (float16)%s.", target,
+                sorted(path.name for path in target.iterdir()), sizes["tensors"], sizes["bytes_before"] / 2**20,
+                sizes["bytes_after"] / 2**20, f"; model card copied to {model_card}" if model_card else "")
     return target
 
 
@@ -249,18 +261,40 @@ def main(argv=None) -> None:
     # 0.03: rerank scores (VTM log-odds + similarity / temperature) span tens of units, so this is ~0.1% of them.
     parser.add_argument("--tolerance", type=float, default=3e-2, help="max score difference float16 vs float32")
     parser.add_argument("--skip-verify", action="store_true", help="do not compare the float16 copy")
+    parser.add_argument("--refresh-code", action="store_true",
+                        help="rebuild checkpoints/NAME from itself with the library's current code, configs and "
+                             "card (same weights; no training output or gallery needed)")
+    parser.add_argument("--copy-code", action="store_true",
+                        help="write the code files as copies, not links to the library (a self-contained folder, "
+                             "e.g. to `git push` to a Space repository)")
+    parser.add_argument("--model-card", type=Path, default=None,
+                        help="also write the checkpoint's model card here (default: the repository's model_card.md "
+                             "for the default checkpoint in the default Space folder)")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     if args.num_gallery < 1:
         parser.error(f"--num-gallery must be at least 1, got {args.num_gallery}.")
+    model_card = args.model_card
+    if model_card is None and args.name == DEFAULT_NAME and args.out.resolve() == HERE:
+        model_card = DEFAULT_MODEL_CARD
     config_path = args.training_config if args.training_config and args.training_config.is_file() else None
+
+    if args.refresh_code:
+        current = args.out / "checkpoints" / args.name
+        # The checkpoint's own copy of its training config, once it has one, is what it was trained with.
+        own_config = current / "training_config.json"
+        target = build_checkpoint(current, args.out / "checkpoints", args.name,
+                                  own_config if own_config.is_file() else config_path, model_card, args.copy_code)
+        logger.info("Done: refreshed %s from the library (weights unchanged; gallery untouched).", target)
+        return
+
     num_videos, seed = _benchmark_settings(config_path)
     num_videos = args.num_videos if args.num_videos is not None else num_videos
     seed = args.seed if args.seed is not None else seed
-
     gallery_dir = args.out / "gallery"
-    gallery = build_gallery(gallery_dir, args.num_gallery, num_videos, seed)
-    target = build_checkpoint(args.model.resolve(), args.out / "checkpoints", args.name, config_path, gallery)
+    build_gallery(gallery_dir, args.num_gallery, num_videos, seed)
+    target = build_checkpoint(args.model, args.out / "checkpoints", args.name, config_path, model_card,
+                              args.copy_code)
     if not args.skip_verify:
         verify(args.model, target, gallery_dir, args.tolerance)
     logger.info("Done: checkpoint %s, gallery %s.", target, gallery_dir)

@@ -1,6 +1,8 @@
 """Test-wide settings: everything runs offline; nothing may reach a hub."""
 
 import os
+import sys
+from pathlib import Path
 
 for name, value in {
     "HF_HUB_OFFLINE": "1",
@@ -9,5 +11,16 @@ for name, value in {
     "HF_HUB_DISABLE_TELEMETRY": "1",
     "GRADIO_ANALYTICS_ENABLED": "False",
     "TOKENIZERS_PARALLELISM": "false",
+    # Tiny test models gain nothing from intra-op threads, and the subprocess/distributed tests run several
+    # processes at once: one thread each keeps 2 cores from being oversubscribed (set before torch is imported;
+    # subprocesses inherit it). An explicit setting wins.
+    "OMP_NUM_THREADS": "1",
+    "MKL_NUM_THREADS": "1",
 }.items():
     os.environ.setdefault(name, value)
+if "torch" in sys.modules:  # a plugin imported torch before this file: set its thread count directly
+    sys.modules["torch"].set_num_threads(int(os.environ["OMP_NUM_THREADS"]))
+
+# The Space's modules (app.py, inference.py, prepare_assets.py) import each other as top-level modules, as they do on
+# Spaces; the demo tests import them the same way.
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "spaces_demo"))

@@ -5,7 +5,8 @@ import statistics
 
 import pytest
 import torch
-from test_training import ROOT, TINY_MODEL, run_config
+from test_training import ROOT, run_config
+from tiny_models import TINY_MODEL
 
 from training import ablation
 

@@ -2,15 +2,12 @@
 `trust_remote_code=True` in a fresh process that cannot import this package, and gives identical outputs."""
 
 import json
-import os
-import subprocess
-import sys
 import textwrap
 
 import numpy as np
 import pytest
 import torch
-from remote_code import WITHOUT_PACKAGE
+from remote_code import WITHOUT_PACKAGE, run_without_package
 from tiny_models import tiny_config, tiny_tokenizer
 from transformers import AutoConfig, AutoModel, AutoModelForPreTraining, AutoProcessor, AutoVideoProcessor
 
@@ -85,14 +82,7 @@ def test_hub_folder_loads_as_custom_code_in_a_fresh_process(tmp_path):
     assert auto_map == {"AutoConfig": "configuration_t2v2t.T2V2TConfig", "AutoModel": "modeling_t2v2t.T2V2TModel"}
 
     videos = tiny_videos()
-    torch.save(torch.from_numpy(np.stack(videos)), tmp_path / "videos.pt")
-    env = {**os.environ, "HF_MODULES_CACHE": str(tmp_path / "modules"), "PYTHONPATH": ""}
-    result = subprocess.run(
-        [sys.executable, "-c", REMOTE_SCRIPT, str(folder), str(tmp_path / "videos.pt"), str(tmp_path / "out.pt")],
-        cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300,
-    )
-    assert result.returncode == 0, result.stderr[-3000:]
-    remote = torch.load(tmp_path / "out.pt")
+    remote = run_without_package(REMOTE_SCRIPT, folder, videos, tmp_path)
     assert remote["class"].startswith("transformers_modules.") and remote["class"].endswith(".T2V2TModel")
     assert remote["processor"].startswith("transformers_modules.")
 

@@ -7,7 +7,6 @@ T2V2T model, using its own name table, not the library's, then checks the conver
 import json
 import sys
 import types
-from pathlib import Path
 
 import pytest
 import torch

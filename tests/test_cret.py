@@ -8,10 +8,10 @@ import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
-from test_xpool import CAPTIONS, run_in_fresh_process, tiny_processor
+from test_xpool import CAPTIONS, assert_reloads_exactly_by_model_type, run_in_fresh_process, tiny_processor
 from tiny_media import write_grey_video
 from tiny_models import tiny_config, tiny_inputs, tiny_tokenizer
-from transformers import AutoConfig, AutoModel, BeitConfig, BeitImageProcessor, BeitModel, BertConfig, BertModel
+from transformers import AutoConfig, BeitConfig, BeitImageProcessor, BeitModel, BertConfig, BertModel
 
 from modeling_t2v2t import CRETConfig, CRETModel, save_hub_folder
 from modeling_t2v2t.losses_t2v2t import vtc_loss
@@ -207,20 +207,7 @@ def test_retriever_searches_by_the_cret_score(tmp_path):
 
 # ----- save / load ------------------------------------------------------------------------------------------------
 def test_save_load_is_exact_and_checkpoints_load_by_model_type(tmp_path):
-    model = tiny_cret(seed=5)
-    processor = tiny_processor(tmp_path / "tok", model.config)
-    save_hub_folder(model, processor, tmp_path / "model")
-    args = ModelArguments(model_name_or_path=str(tmp_path / "model"))
-    reloaded, _ = load_model_and_processor(args, pretraining=False)
-    assert type(reloaded) is CRETModel and type(AutoModel.from_pretrained(tmp_path / "model")) is CRETModel
-    for name, value in model.state_dict().items():
-        assert torch.equal(reloaded.state_dict()[name], value), name
-    inputs = tiny_inputs(model.config)
-    with torch.no_grad():
-        torch.testing.assert_close(reloaded.eval()(**inputs).logits_per_text, model(**inputs).logits_per_text,
-                                   rtol=0, atol=0)
-    with pytest.raises(ValueError, match="model_type='cret' has no pretraining variant"):
-        load_model_and_processor(args, pretraining=True)
+    assert_reloads_exactly_by_model_type(tiny_cret(seed=5), tmp_path)
 
 
 def test_starts_from_image_and_text_towers_like_the_training_scripts(tmp_path):

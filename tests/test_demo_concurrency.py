@@ -3,7 +3,6 @@ including the download of every result image (the step that failed when images w
 
 import logging
 import socket
-import sys
 import threading
 import time
 from pathlib import Path
@@ -12,7 +11,6 @@ import numpy as np
 import pytest
 
 SPACE = Path(__file__).resolve().parents[1] / "spaces_demo"
-sys.path.insert(0, str(SPACE))  # the Space's modules import each other as top-level modules, as on Spaces
 
 import app  # noqa: E402
 from inference import DemoEngine  # noqa: E402

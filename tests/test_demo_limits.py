@@ -2,7 +2,6 @@
 is capped; error messages carry no server path; uploads belong to one session and are deleted after use."""
 
 import struct
-import sys
 import time
 from pathlib import Path
 
@@ -13,7 +12,6 @@ import pytest
 from tiny_media import write_grey_video
 
 SPACE = Path(__file__).resolve().parents[1] / "spaces_demo"
-sys.path.insert(0, str(SPACE))  # the Space's modules import each other as top-level modules, as on Spaces
 
 import inference  # noqa: E402
 from inference import DemoEngine, UploadError, UploadLimits  # noqa: E402

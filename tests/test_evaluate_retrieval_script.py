@@ -2,7 +2,6 @@
 arguments from the command line and from one JSON file."""
 
 import json
-from pathlib import Path
 
 import pytest
 from tiny_models import tiny_config, tiny_tokenizer

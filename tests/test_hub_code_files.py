@@ -189,3 +189,27 @@ def test_the_import_scan_reports_what_it_must_refuse(tmp_path, monkeypatch):
     reached = _reaches_outside(fake / "bad_t2v2t.py")
     assert [line.split(" -> ")[1] for line in reached] == ["<outside the package>", "training.arguments",
                                                            "spaces_demo"], reached  # the last one a lazy import
+
+
+def _absolute_roots(path: Path) -> set[str]:
+    """Top-level packages `path` imports absolutely (relative imports stay inside its own package)."""
+    roots = set()
+    for node in _imports(path):
+        if isinstance(node, ast.Import):
+            roots |= {alias.name.split(".")[0] for alias in node.names}
+        elif node.level == 0:
+            roots.add(node.module.split(".")[0])
+    return roots
+
+
+@pytest.mark.parametrize("path", sorted((PACKAGE.parent / "processing").rglob("*.py")),
+                         ids=lambda path: str(path.relative_to(PACKAGE.parent)))
+def test_data_code_imports_neither_training_nor_demo_code(path):
+    assert not _absolute_roots(path) & {"training", "spaces_demo"}, f"{path}: data must not depend on scripts"
+
+
+@pytest.mark.parametrize("name", ["app.py", "inference.py"])
+def test_the_space_imports_no_package_code(name):
+    # The Space runs without the package: it reaches the model only through a checkpoint folder's own code.
+    path = PACKAGE.parent / "spaces_demo" / name
+    assert not _absolute_roots(path) & {"modeling_t2v2t", "processing", "training"}, path

@@ -6,20 +6,17 @@ import base64
 import json
 import os
 import shutil
-import subprocess
-import sys
 import textwrap
 from pathlib import Path
 
 import httpx2
 import huggingface_hub
-import numpy as np
 import pytest
 import torch
 import yaml
 from huggingface_hub import ModelCard
 from test_auto_and_hub_code import tiny_processor, tiny_videos
-from remote_code import WITHOUT_PACKAGE
+from remote_code import WITHOUT_PACKAGE, run_without_package
 from tiny_models import tiny_config
 
 from modeling_t2v2t import T2V2TModel, save_hub_folder
@@ -126,14 +123,7 @@ REMOTE_SCRIPT = WITHOUT_PACKAGE + textwrap.dedent(
 def test_published_folder_loads_in_a_fresh_process_with_the_same_outputs(trained, tmp_path):
     out = build_hub_folder(trained["folder"], tmp_path / "hub", repo_id="me/t2v2t-tiny")
     videos = tiny_videos()
-    torch.save(torch.from_numpy(np.stack(videos)), tmp_path / "videos.pt")
-    env = {**os.environ, "HF_MODULES_CACHE": str(tmp_path / "modules"), "PYTHONPATH": ""}
-    result = subprocess.run(
-        [sys.executable, "-c", REMOTE_SCRIPT, str(out), str(tmp_path / "videos.pt"), str(tmp_path / "out.pt")],
-        cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300,
-    )
-    assert result.returncode == 0, result.stderr[-3000:]
-    remote = torch.load(tmp_path / "out.pt")
+    remote = run_without_package(REMOTE_SCRIPT, out, videos, tmp_path)
     assert remote["class"].startswith("transformers_modules.")
 
     model, processor = trained["model"], trained["processor"]

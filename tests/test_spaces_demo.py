@@ -28,7 +28,6 @@ from tiny_media import write_grey_video
 from tiny_models import tiny_config, tiny_tokenizer
 
 SPACE = Path(__file__).resolve().parents[1] / "spaces_demo"
-sys.path.insert(0, str(SPACE))  # the Space's modules import each other as top-level modules, as on Spaces
 
 import app  # noqa: E402
 import inference  # noqa: E402
@@ -238,6 +237,7 @@ def test_switching_checkpoints_loads_indexes_and_caches(two_checkpoints, tmp_pat
         engine.checkpoint("nope")
 
 
+@pytest.mark.slow
 def test_inference_runs_without_the_package(tmp_path):
     """The Space does not install t2v2t: the checkpoint's own code must be enough (trust_remote_code)."""
     script = f"""
@@ -271,17 +271,16 @@ def _small_gallery(folder: Path, count: int) -> Path:
 
 
 def test_prepare_assets_checkpoint_is_deterministic_float16_and_verified(tmp_path):
-    gallery = json.loads((SPACE / "gallery" / "gallery.json").read_text())
-    first = prepare_assets.build_checkpoint(CHECKPOINT_DIR, tmp_path / "a", "copy", gallery=gallery)
-    second = prepare_assets.build_checkpoint(CHECKPOINT_DIR, tmp_path / "b", "copy", gallery=gallery)
+    first = prepare_assets.build_checkpoint(CHECKPOINT_DIR, tmp_path / "a", "copy")
+    second = prepare_assets.build_checkpoint(CHECKPOINT_DIR, tmp_path / "b", "copy")
     files = sorted(path.name for path in first.iterdir())
     assert files == sorted(path.name for path in second.iterdir())
     assert all((first / name).read_bytes() == (second / name).read_bytes() for name in files)
     assert [path.name for path in (tmp_path / "a").iterdir()] == ["copy"]  # no staging folder left behind
     card = (first / "README.md").read_text()
     metrics = json.loads((CHECKPOINT_DIR / "test_results.json").read_text())
-    assert f"| embedding | {metrics['test_embedding_t2v_R1']:.1f} |" in card
-    assert f"test split ({gallery['settings']['num_test']} videos" in card
+    assert f"| embedding | text→video | {metrics['test_embedding_t2v_R1']:.1f} |" in card
+    assert "Retrieval on the test split of `synthetic`" in card
     worst = prepare_assets.verify(CHECKPOINT_DIR, first, _small_gallery(tmp_path / "gallery", 6), tolerance=1e-2)
     assert worst["embedding"] < 1e-4  # float16 -> float16: identical weights
 
@@ -317,6 +316,7 @@ def server(engine):
     demo.close()
 
 
+@pytest.mark.slow
 def test_app_search_endpoint_through_gradio_client(server, engine):
     from gradio_client import Client
 
@@ -346,6 +346,7 @@ def test_app_search_endpoint_through_gradio_client(server, engine):
     assert rank_by["value"] == engine.checkpoint(CHECKPOINT).recommended_rank_by
 
 
+@pytest.mark.slow
 def test_app_upload_through_gradio_client(server, good_video):
     from gradio_client import Client, handle_file
     from gradio_client.exceptions import AppError
@@ -487,3 +488,21 @@ def test_browser_screenshot_after_query(server, engine, tmp_path):
     heights = state["headerHeights"]
     assert heights and max(heights) - min(heights) < 2 and max(heights) < 48, heights
     assert state["captionFont"] >= 13, state
+
+
+def test_gallery_keeps_the_joint_cache_and_reranks_exactly_like_the_reference_path(engine):
+    """Gallery videos carry their per-video joint-encoder work, and reranking from it gives the straightforward
+    (uncached) joint encoder's scores."""
+    loaded = engine.checkpoint(CHECKPOINT)
+    videos = loaded.gallery[:6]
+    assert all(video.joint_cache and "fusion_keys" in video.joint_cache for video in videos)
+    text = loaded.encode_text("a small blue box that grows")
+    cached = loaded.rerank_scores(text, videos)
+    with torch.no_grad():
+        reference = loaded.model.score_pairs(
+            text_encoding=text.select(torch.zeros(len(videos), dtype=torch.long)),
+            video_encoding=loaded._encoding_class(
+                video_tokens=torch.stack([video.video_tokens for video in videos]),
+                video_embeds=torch.stack([video.video_embed for video in videos])),
+            use_joint_cache=False).scores.float()
+    assert torch.allclose(torch.tensor(cached), reference, rtol=1e-4, atol=1e-4)

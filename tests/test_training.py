@@ -14,6 +14,7 @@ import numpy as np
 import pytest
 import torch
 from PIL import Image
+from tiny_models import TINY_MODEL
 from transformers import AutoModel
 
 from processing.batching import MediaTypeBatchSampler
@@ -25,13 +26,6 @@ TESTS = Path(__file__).parent
 
 
 
-TINY_MODEL = {
-    "text_config": {"hidden_size": 32, "num_hidden_layers": 2, "num_attention_heads": 4, "intermediate_size": 48,
-                    "max_position_embeddings": 64},
-    "vision_config": {"image_size": 32, "patch_size": 16, "hidden_size": 32, "num_hidden_layers": 1,
-                      "num_attention_heads": 4, "intermediate_size": 48, "drop_path_rate": 0.0},
-    "fusion_layer": 1, "embed_dim": 16,
-}
 
 
 def run_config(tmp_path: Path, bench: Path, **overrides) -> dict:

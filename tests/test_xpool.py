@@ -287,15 +287,14 @@ def test_clip_backbone_loads_like_the_training_scripts(clip_folder):
 
 
 # ----- save / load ------------------------------------------------------------------------------------------------
-def test_save_load_is_exact_and_checkpoints_load_by_model_type(tmp_path):
-    model = tiny_xpool(seed=3)
-    with torch.no_grad():
-        model.pooling.q_proj.weight.add_(0.1)  # off the identity, so a reload that re-initialised would show
-    processor = tiny_processor(tmp_path / "tok", model.config)
-    save_hub_folder(model, processor, tmp_path / "model")
+def assert_reloads_exactly_by_model_type(model, tmp_path) -> None:
+    """`model` saved as a Hub folder comes back, through the training scripts' factory and through AutoModel /
+    AutoProcessor, as its own class with identical weights and outputs; it has no pretraining variant."""
+    model_type, model_class = model.config.model_type, type(model)
+    save_hub_folder(model, tiny_processor(tmp_path / "tok", model.config), tmp_path / "model")
     args = ModelArguments(model_name_or_path=str(tmp_path / "model"))
     reloaded, reloaded_processor = load_model_and_processor(args, pretraining=False)
-    assert type(reloaded) is XPoolModel and type(AutoModel.from_pretrained(tmp_path / "model")) is XPoolModel
+    assert type(reloaded) is model_class and type(AutoModel.from_pretrained(tmp_path / "model")) is model_class
     assert type(reloaded_processor) is T2V2TProcessor
     assert type(AutoProcessor.from_pretrained(tmp_path / "model")) is T2V2TProcessor
     for name, value in model.state_dict().items():
@@ -304,8 +303,15 @@ def test_save_load_is_exact_and_checkpoints_load_by_model_type(tmp_path):
     with torch.no_grad():
         torch.testing.assert_close(reloaded.eval()(**inputs).logits_per_text, model(**inputs).logits_per_text,
                                    rtol=0, atol=0)
-    with pytest.raises(ValueError, match="model_type='xpool' has no pretraining variant"):
+    with pytest.raises(ValueError, match=f"model_type='{model_type}' has no pretraining variant"):
         load_model_and_processor(args, pretraining=True)
+
+
+def test_save_load_is_exact_and_checkpoints_load_by_model_type(tmp_path):
+    model = tiny_xpool(seed=3)
+    with torch.no_grad():
+        model.pooling.q_proj.weight.add_(0.1)  # off the identity, so a reload that re-initialised would show
+    assert_reloads_exactly_by_model_type(model, tmp_path)
 
 
 REMOTE_SCRIPT = WITHOUT_PACKAGE + textwrap.dedent(
@@ -345,6 +351,27 @@ def run_in_fresh_process(tmp_path, folders, captions, videos) -> dict:
     return torch.load(tmp_path / "out.pt")
 
 
+def assert_loads_without_the_package(tmp_path, folders: dict) -> None:
+    """Each folder (-> the `(model, processor)` saved there) loads with `trust_remote_code=True` in a process that
+    cannot import the package, from the folder's own code, and gives exactly the saved model's outputs."""
+    videos = [np.random.default_rng(i).integers(0, 256, (5, 40, 48, 3), dtype=np.uint8) for i in range(2)]
+    remote = run_in_fresh_process(tmp_path, list(folders), CAPTIONS[:2], videos)
+    for folder, (model, processor) in folders.items():
+        result = remote[str(folder)]
+        assert result["class"].startswith("transformers_modules.")
+        assert result["class"].endswith("." + type(model).__name__)
+        assert result["processor"].startswith("transformers_modules.")
+        batch = processor(text=CAPTIONS[:2], videos=videos)
+        assert torch.equal(result["input_ids"], batch["input_ids"])
+        with torch.no_grad():
+            local = model(**batch).logits_per_text
+            features = (model.get_text_features(batch["input_ids"], batch["attention_mask"]),
+                        model.get_video_features(batch["pixel_values_videos"]))
+        torch.testing.assert_close(result["logits_per_text"], local, rtol=0, atol=0)
+        for remote_features, local_features in zip(result["features"], features):
+            torch.testing.assert_close(remote_features, local_features, rtol=0, atol=0)
+
+
 @pytest.mark.slow
 def test_hub_folders_load_as_custom_code_in_a_fresh_process(tmp_path, clip_folder):
     towers = tiny_xpool(seed=4)
@@ -358,18 +385,4 @@ def test_hub_folders_load_as_custom_code_in_a_fresh_process(tmp_path, clip_folde
         assert {"configuration_xpool.py", "modeling_xpool.py", "model.safetensors"} <= saved
         assert "__init__.py" not in saved
 
-    videos = [np.random.default_rng(i).integers(0, 256, (5, 40, 48, 3), dtype=np.uint8) for i in range(2)]
-    remote = run_in_fresh_process(tmp_path, list(folders), CAPTIONS[:2], videos)
-    for folder, (model, processor) in folders.items():
-        result = remote[str(folder)]
-        assert result["class"].startswith("transformers_modules.") and result["class"].endswith(".XPoolModel")
-        assert result["processor"].startswith("transformers_modules.")
-        batch = processor(text=CAPTIONS[:2], videos=videos)
-        assert torch.equal(result["input_ids"], batch["input_ids"])
-        with torch.no_grad():
-            local = model(**batch).logits_per_text
-            features = (model.get_text_features(batch["input_ids"], batch["attention_mask"]),
-                        model.get_video_features(batch["pixel_values_videos"]))
-        torch.testing.assert_close(result["logits_per_text"], local, rtol=0, atol=0)
-        for remote_features, local_features in zip(result["features"], features):
-            torch.testing.assert_close(remote_features, local_features, rtol=0, atol=0)
+    assert_loads_without_the_package(tmp_path, folders)

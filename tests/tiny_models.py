@@ -11,6 +11,16 @@ WORDS = ["a", "red", "blue", "green", "square", "circle", "moves", "left", "righ
 SPECIAL = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"]
 
 
+# A from-scratch model config for the training-script tests (`"model_config"` of a finetune JSON config).
+TINY_MODEL = {
+    "text_config": {"hidden_size": 32, "num_hidden_layers": 2, "num_attention_heads": 4, "intermediate_size": 48,
+                    "max_position_embeddings": 64},
+    "vision_config": {"image_size": 32, "patch_size": 16, "hidden_size": 32, "num_hidden_layers": 1,
+                      "num_attention_heads": 4, "intermediate_size": 48, "drop_path_rate": 0.0},
+    "fusion_layer": 1, "embed_dim": 16,
+}
+
+
 def tiny_config(**overrides) -> T2V2TConfig:
     """A T2V2T config small enough for CPU tests; `text_config`/`vision_config` dicts update the defaults."""
     text = dict(vocab_size=64, hidden_size=32, num_hidden_layers=3, num_attention_heads=4, intermediate_size=48,

@@ -119,8 +119,16 @@ class ModelArguments:
     num_frames: int | None = field(default=None, metadata={"help": "Training frames per clip."})
     max_length: int = field(default=32, metadata={"help": "Caption length in tokens (VindLU: 32, paragraphs 64)."})
     trust_remote_code: bool = False
+    module_learning_rates: str | None = field(  # a dict when read from a JSON file
+        default=None, metadata={"help": "JSON object: parameter-name prefix -> learning rate for those parameters "
+                                        "(e.g. '{\"pooling.\": 1e-5}'); the others use --learning_rate."})
 
     def __post_init__(self):
+        self.module_learning_rates = parse_json_argument(self.module_learning_rates, "module_learning_rates") or {}
+        for prefix, rate in self.module_learning_rates.items():
+            if isinstance(rate, bool) or not isinstance(rate, (int, float)) or rate < 0:
+                raise ValueError(f"--module_learning_rates: the rate of {prefix!r} must be a number >= 0, got "
+                                 f"{rate!r}.")
         self.model_config = parse_json_argument(self.model_config, "model_config") or {}
         self.config_overrides = parse_json_argument(self.config_overrides, "config_overrides") or {}
         text_only = bool(self.text_model_name_or_path and not self.vision_model_name_or_path and self.model_config)

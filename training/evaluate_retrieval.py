@@ -20,6 +20,7 @@ from transformers.utils import cached_file
 
 import modeling_t2v2t  # noqa: F401  (registers the Auto classes)
 from modeling_t2v2t.retrieval.evaluation import evaluate_two_stage
+from modeling_t2v2t.retrieval.families import FamilyLabels, format_family_table
 from modeling_t2v2t.retrieval.metrics import V2T_CONVENTIONS, format_metrics_table
 from processing.batching import retrieval_loaders
 from processing.builders import BUILDERS, build
@@ -142,17 +143,21 @@ def main(argv=None) -> dict:
     result = evaluate_two_stage(
         model, captions, videos, text_to_video, num_videos, k=k, rerank=None if k_value != 0 else False,
         pair_batch_size=args.pair_batch_size, token_dtype=np.dtype(args.token_dtype),
-        max_memory_bytes=int(args.max_memory_gb * 2**30), v2t_convention=args.v2t_convention)
+        max_memory_bytes=int(args.max_memory_gb * 2**30), v2t_convention=args.v2t_convention,
+        family_labels=FamilyLabels.from_dataset(dataset))
 
     # 4. Report.
     print(f"Rerank depth: {k_statement}")
     print(format_metrics_table(result.metrics))
     print("\n".join(f"{direction}: {label}" for direction, label in result.conventions.items()))
+    if result.families:
+        print("\nHard-negative families (t2v: % of caption-sibling pairs where the caption's own video scores "
+              f"higher):\n{format_family_table(result.families)}")
     report = {"model": args.model_name_or_path, "model_class": type(model).__name__, "dataset": args.dataset,
               "dataset_kwargs": args.dataset_kwargs, "num_texts": len(text_to_video), "num_videos": num_videos,
               "k": k_value, "k_source": k_source, "reranked": "reranked" in result.metrics,
               "num_pairs_scored": result.num_pairs_scored, "timings_s": result.timings, "metrics": result.metrics,
-              "metric_conventions": result.conventions,
+              "metric_conventions": result.conventions, "families": result.families,
               "skipped_while_building": len(skipped)}
     if args.output_file:
         Path(args.output_file).parent.mkdir(parents=True, exist_ok=True)

@@ -24,9 +24,11 @@ from transformers import TrainingArguments, set_seed
 
 import modeling_t2v2t  # noqa: F401  (registers the Auto classes)
 from modeling_t2v2t import save_hub_folder
+from modeling_t2v2t.retrieval.families import format_family_table, unflatten_family_metrics
 from modeling_t2v2t.retrieval.metrics import format_metrics_table
 from processing.text_cleaning import clean_caption
 from training.arguments import DataArguments, ModelArguments, parse_arguments
+from training.checkpoints import resolve_resume_checkpoint
 from training.data_setup import build_training_data, gallery_loaders, train_batch_sampler, training_collator
 from training.data_setup import warn_shared_videos
 from training.model_factory import load_model_and_processor
@@ -104,9 +106,6 @@ def main(argv=None, pretraining: bool = False, description: str = DESCRIPTION, e
     # Checkpoints are selected by validation retrieval, which has no loss (transformers' default metric).
     if data_args.validation_data is not None and training_args.metric_for_best_model in (None, "loss", "eval_loss"):
         training_args.metric_for_best_model, training_args.greater_is_better = "mean_recall", True
-    resume = training_args.resume_from_checkpoint
-    if isinstance(resume, str) and resume.lower() in ("true", "last"):
-        resume = True  # the newest checkpoint in output_dir
 
     logging.basicConfig(format="%(asctime)s %(levelname)s %(name)s: %(message)s",
                         level=logging.INFO if training_args.process_index == 0 else logging.WARNING)
@@ -115,6 +114,8 @@ def main(argv=None, pretraining: bool = False, description: str = DESCRIPTION, e
     set_seed(training_args.seed)
     if training_args.use_cpu or not torch.cuda.is_available():
         set_torch_threads(training_args.dataloader_num_workers)
+    # "true": the newest COMPLETE checkpoint in output_dir; one cut short by a kill during a save is passed over.
+    resume = resolve_resume_checkpoint(training_args.resume_from_checkpoint, training_args.output_dir)
     if training_args.bf16 and training_args.use_cpu and not _cpu_has_native_bf16():
         logger.warning("--bf16 on a CPU without native bf16 instructions (AVX512-BF16/AMX) is emulated and can be "
                        "slower than float32; consider dropping it.")
@@ -139,7 +140,7 @@ def main(argv=None, pretraining: bool = False, description: str = DESCRIPTION, e
         data_collator=training_collator(data_args, processor, model_args.num_frames), processing_class=processor,
         retrieval_loaders=gallery_loaders(data_args, processor, training_args.per_device_eval_batch_size,
                                           training_args.dataloader_num_workers),
-        k_test=data_args.k_test,
+        k_test=data_args.k_test, module_learning_rates=model_args.module_learning_rates,
         train_batch_sampler=train_batch_sampler(data_args, train_videos, train_pairs,
                                                 training_args.per_device_train_batch_size, training_args.seed,
                                                 training_args.dataloader_drop_last),
@@ -165,8 +166,15 @@ def main(argv=None, pretraining: bool = False, description: str = DESCRIPTION, e
         test_metrics = trainer.evaluate(test, metric_key_prefix="test")
         if trainer.is_world_process_zero():
             print(f"\nTest split ({len(test)} videos):\n{metrics_table(test_metrics, 'test')}\n")
+            families = unflatten_family_metrics(test_metrics, "test")
+            if families:
+                print(f"Hard-negative families (t2v: % of caption-sibling pairs where the caption's own video "
+                      f"scores higher):\n{format_family_table(families)}\n")
             trainer.save_metrics("test", test_metrics)
     trainer.accelerator.wait_for_everyone()
+    logger.info("Finished: %d steps; %d training clips skipped as undecodable (all workers and processes%s).",
+                train_result.global_step, train_result.metrics["train_skipped_items"],
+                "" if data_args.skip_bad else "; skip_bad is off, so any bad clip would have stopped the run")
     trainer.accelerator.end_training()  # a clean exit under accelerate launch (see ENVIRONMENT.md)
     return trainer, test_metrics
 

@@ -8,14 +8,20 @@ package.
 
 from collections.abc import Callable
 
+import torch
 import torch.distributed as dist
 from torch.utils.data import DataLoader
 from transformers import Trainer
 from transformers.utils import logging
 
 from modeling_t2v2t.retrieval.evaluation import evaluate_two_stage
+from modeling_t2v2t.retrieval.families import FamilyLabels, flatten_family_metrics
 
 logger = logging.get_logger(__name__)
+
+# The batch key where the collator reports clips it skipped (processing.batching.SKIPPED_KEY; not imported: this
+# file does not depend on the data package).
+SKIPPED_KEY = "num_skipped"
 
 
 class RetrievalTrainer(Trainer):
@@ -26,18 +32,79 @@ class RetrievalTrainer(Trainer):
         k_test: candidates reranked per query during evaluation (VindLU's `k_test`); 0 = embedding only.
         train_batch_sampler: optional sampler yielding whole batches of train indices (e.g.
             `processing.batching.MediaTypeBatchSampler`); `accelerate` shards its batches across processes.
+        module_learning_rates: `{parameter-name prefix: learning rate}` for some modules (e.g. X-Pool's
+            `"pooling."` on from-scratch towers); the rest use `args.learning_rate`. The scheduler scales every group.
 
     `evaluate()` returns `{prefix}_{embedding|reranked}_{metric}` for every retrieval metric, and
-    `{prefix}_mean_recall` (reranked when the model has a joint encoder, else embedding): set
+    `{prefix}_mean_recall` (reranked when the model has a joint encoder, else embedding), and per-family win rates
+    (`{prefix}_family_{stage}_{family}`, see `modeling_t2v2t.retrieval.families`) when the gallery has family
+    labels. Set
     `metric_for_best_model="mean_recall"` with `load_best_model_at_end=True` to keep the best validation checkpoint.
     Pass only the validation split as `eval_dataset`; the test split is for the final report, never for selection.
+
+    Skipped clips: a batch's `"num_skipped"` (from `VideoTextCollator(skip_bad=True)`, counted in whichever
+    DataLoader worker decoded it) is popped before the model and summed; `train()` adds the total over all processes
+    to its metrics as `train_skipped_items` and logs it. A batch in which every clip was skipped has nothing to train
+    on: its step is skipped (loss 0, no gradient). In multi-process (DDP) training such a step would leave the other
+    processes waiting in their gradient all-reduce, so keep batches large enough that one is never entirely broken.
     """
 
-    def __init__(self, *args, retrieval_loaders: Callable, k_test: int = 128, train_batch_sampler=None, **kwargs):
+    def __init__(self, *args, retrieval_loaders: Callable, k_test: int = 128, train_batch_sampler=None,
+                 module_learning_rates: dict[str, float] | None = None, **kwargs):
         super().__init__(*args, **kwargs)
+        self._skipped_items = 0  # this process, this train() call
         self.retrieval_loaders = retrieval_loaders
         self.k_test = k_test
         self.train_batch_sampler = train_batch_sampler
+        self.module_learning_rates = dict(module_learning_rates or {})
+
+    def create_optimizer(self, model=None):
+        """`Trainer`'s optimizer, with one parameter group per (module learning rate, weight decay or not)."""
+        if not self.module_learning_rates or self.optimizer is not None:
+            return super().create_optimizer(model)
+        model = self.model if model is None else model
+        decay = set(self.get_decay_parameter_names(model))
+        groups, matched = {}, set()
+        for name, parameter in model.named_parameters():
+            if not parameter.requires_grad:
+                continue
+            prefix = next((prefix for prefix in self.module_learning_rates if name.startswith(prefix)), None)
+            matched.add(prefix)
+            groups.setdefault((prefix, name in decay), []).append(parameter)
+        unmatched = sorted(set(self.module_learning_rates) - matched)
+        if unmatched:
+            raise ValueError(f"module_learning_rates: no trainable parameter of {type(model).__name__} starts with "
+                             f"{unmatched}.")
+        optimizer_cls, optimizer_kwargs = self.get_optimizer_cls_and_kwargs(self.args, model)
+        self.optimizer = optimizer_cls(
+            [{"params": params, "weight_decay": self.args.weight_decay if decays else 0.0,
+              **({} if prefix is None else {"lr": self.module_learning_rates[prefix]})}
+             for (prefix, decays), params in groups.items()], **optimizer_kwargs)
+        logger.info("Learning rates: %s for parameters starting with %s, %g for the rest.",
+                    list(self.module_learning_rates.values()), list(self.module_learning_rates),
+                    self.args.learning_rate)
+        return self.optimizer
+
+    def training_step(self, model, inputs, num_items_in_batch=None) -> torch.Tensor:
+        skipped = inputs.pop(SKIPPED_KEY, None)
+        if skipped is not None:
+            self._skipped_items += int(skipped.sum())
+        if not inputs.keys() - {"return_loss"}:  # every clip of the batch was skipped
+            return torch.zeros((), device=self.args.device)
+        return super().training_step(model, inputs, num_items_in_batch)
+
+    def train(self, *args, **kwargs):
+        """`Trainer.train`, plus `train_skipped_items` in the returned metrics: clips skipped by the collator,
+        summed over DataLoader workers and processes (also logged)."""
+        self._skipped_items = 0
+        result = super().train(*args, **kwargs)
+        local = torch.tensor([self._skipped_items], device=self.accelerator.device)
+        total = int(self.accelerator.reduce(local, reduction="sum").item())
+        result.metrics["train_skipped_items"] = total
+        if total:
+            logger.warning(f"{total} training clips could not be decoded and were skipped (summed over DataLoader "
+                           f"workers and {self.accelerator.num_processes} process(es)).")
+        return result
 
     def get_train_dataloader(self) -> DataLoader:
         if self.train_batch_sampler is None:
@@ -54,6 +121,7 @@ class RetrievalTrainer(Trainer):
         result = evaluate_two_stage(
             self.model, captions, videos, text_to_video, num_videos, k=self.k_test or None,
             rerank=False if self.k_test == 0 else None, progress=not self.args.disable_tqdm,
+            family_labels=FamilyLabels.from_dataset(dataset),
         )
         self.model.train(was_training)
         metrics = {f"{metric_key_prefix}_{stage}_{name}": value
@@ -62,6 +130,7 @@ class RetrievalTrainer(Trainer):
         metrics[f"{metric_key_prefix}_mean_recall"] = selected["mean_recall"]
         metrics[f"{metric_key_prefix}_num_pairs_scored"] = result.num_pairs_scored
         metrics[f"{metric_key_prefix}_num_videos"] = num_videos  # which gallery was scored (checked in tests)
+        metrics.update(flatten_family_metrics(result.families, metric_key_prefix))
         return metrics
 
     def evaluate(self, eval_dataset=None, ignore_keys=None, metric_key_prefix: str = "eval") -> dict[str, float]:

@@ -1,9 +1,10 @@
-"""Publishing a trained T2V2T model on the Hugging Face Hub.
+"""Publishing a trained T2V2T, X-Pool or CRET model on the Hugging Face Hub.
 
-`build_hub_folder` turns a folder written by `save_hub_folder` (for example the output of `training/finetune.py`)
-into a folder ready to upload: safetensors weights, `config.json` with `auto_map`, the processor, the custom code
-files, a model card rendered from the repository's `model_card.md` with the real evaluation numbers, the training
-configuration, `LICENSE` and `CITATION.cff`. `push_folder_to_hub` creates the repository and uploads the folder.
+`build_hub_folder` turns a saved model folder (for example the output of `training/finetune.py`, or any folder
+written by `save_pretrained`) into a folder ready to upload: safetensors weights, `config.json` with `auto_map`, the
+processor, the custom code files, a model card rendered from the package's template for that model type with the
+real evaluation numbers (also as `model-index` metadata), the training configuration, `LICENSE` and
+`CITATION.cff`. `push_folder_to_hub` creates the repository and uploads the folder.
 
 ```python
 >>> from modeling_t2v2t.hub.publishing import build_hub_folder, push_folder_to_hub
@@ -15,6 +16,7 @@ configuration, `LICENSE` and `CITATION.cff`. `push_folder_to_hub` creates the re
 Not part of the custom code: no model file imports this module, so it never travels to the Hub.
 """
 
+import importlib.metadata
 import json
 import math
 import re
@@ -22,15 +24,14 @@ import shutil
 from dataclasses import dataclass
 from pathlib import Path
 
-import yaml
-from huggingface_hub import HfApi, ModelCard, ModelCardData
+from huggingface_hub import HfApi
 from transformers.utils import logging
+
+from .model_card import TEMPLATES, citation_cff, read_weight_info, render_model_card, table_rows, template_for
 
 logger = logging.get_logger(__name__)
 
-_REPO_ROOT = Path(__file__).resolve().parents[2]
-DEFAULT_TEMPLATE = Path(__file__).resolve().parent / "templates" / "model_card_t2v2t.md"
-DEFAULT_LICENSE = _REPO_ROOT / "LICENSE"
+DISTRIBUTION = "t2v2t"
 TRAINING_CONFIG_NAME = "training_config.json"
 
 # Processor files `save_pretrained` may write (the video processor's settings live in processor_config.json in v5).
@@ -47,60 +48,27 @@ _RESULTS_FILES = ("test_results.json", "all_results.json")
 # `{prefix}_{stage}_{direction}_{metric}` as RetrievalTrainer logs them, e.g. test_reranked_t2v_R1.
 _FLAT_METRIC = re.compile(r"^(?P<prefix>[A-Za-z0-9]+)_(?P<stage>embedding|reranked)_(?P<name>(?:t2v|v2t)_\w+)$")
 _STAGES = ("embedding", "reranked")
-_DIRECTIONS = (("t2v", "text→video"), ("v2t", "video→text"))
-_TABLE_METRICS = ("R1", "R5", "R10", "MdR", "MnR")
-
-_FUSION_DESCRIPTIONS = {
-    "t2v2t": "text→video layers with Bypass cross-attention (bypass_mode=\"{bypass}\", {t2v} layer(s)), then "
-             "video→text cross-attention in the text layers",
-    "naive_t2v2t": "text→video layers with plain cross-attention ({t2v} layer(s), no bypass: the paper's naïve "
-                   "T2V2T ablation), then video→text cross-attention in the text layers",
-    "v2t": "video→text cross-attention in the text layers only (VindLU)",
-    "none": "none: a dual encoder (embedding search only, no reranking)",
-}
-
-# Hyperparameters shown in the card when the training configuration sets them.
-_CARD_HYPERPARAMETERS = (
-    "num_frames", "eval_num_frames", "max_length", "per_device_train_batch_size", "gradient_accumulation_steps",
-    "learning_rate", "lr_scheduler_type", "lr_scheduler_kwargs", "warmup_steps", "warmup_ratio", "weight_decay",
-    "num_train_epochs", "max_steps", "bf16", "fp16", "seed", "k_test", "metric_for_best_model",
-)
-
-CITATION_BIBTEX = """@inproceedings{kim2023t2v2t,
-  title     = {T2V2T: Text-to-Video-to-Text Fusion for Text-to-Video Retrieval},
-  author    = {Kim, Jonghee and Lee, Youngwan and Moon, Jinyoung},
-  booktitle = {Proceedings of the IEEE/CVF Conference on Computer Vision and Pattern Recognition (CVPR) Workshops},
-  year      = {2023}
-}
-
-@inproceedings{cheng2023vindlu,
-  title     = {VindLU: A Recipe for Effective Video-and-Language Pretraining},
-  author    = {Cheng, Feng and Wang, Xizi and Lei, Jie and Crandall, David and Bansal, Mohit and Bertasius, Gedas},
-  booktitle = {Proceedings of the IEEE/CVF Conference on Computer Vision and Pattern Recognition (CVPR)},
-  year      = {2023}
-}"""
 
 
-def _people(*names: tuple[str, str]) -> list[dict]:
-    return [{"given-names": given, "family-names": family} for given, family in names]
-
-
-_T2V2T_REFERENCE = {
-    "type": "conference-paper",
-    "title": "T2V2T: Text-to-Video-to-Text Fusion for Text-to-Video Retrieval",
-    "authors": _people(("Jonghee", "Kim"), ("Youngwan", "Lee"), ("Jinyoung", "Moon")),
-    "collection-title": "Proceedings of the IEEE/CVF Conference on Computer Vision and Pattern Recognition (CVPR) "
-                        "Workshops",
-    "year": 2023,
-}
-_VINDLU_REFERENCE = {
-    "type": "conference-paper",
-    "title": "VindLU: A Recipe for Effective Video-and-Language Pretraining",
-    "authors": _people(("Feng", "Cheng"), ("Xizi", "Wang"), ("Jie", "Lei"), ("David", "Crandall"),
-                       ("Mohit", "Bansal"), ("Gedas", "Bertasius")),
-    "collection-title": "Proceedings of the IEEE/CVF Conference on Computer Vision and Pattern Recognition (CVPR)",
-    "year": 2023,
-}
+def license_text() -> str:
+    """
+    The licence text of the installed `t2v2t` distribution, read from its metadata (`licenses/LICENSE`, which
+    setuptools writes into the wheel and into editable installs alike), so publishing works from any install.
+    """
+    # Every metadata folder named t2v2t on the path, not only the first: a source checkout holds a build-time
+    # `t2v2t.egg-info` (no licence files) that shadows the installed dist-info when the checkout is the cwd.
+    distributions = list(importlib.metadata.distributions(name=DISTRIBUTION))
+    if not distributions:
+        raise FileNotFoundError(f"The {DISTRIBUTION!r} distribution is not installed, so its LICENSE cannot be read; "
+                                "install the package (pip install .) or pass license_file=/--license-file.")
+    for distribution in distributions:
+        for name in ("licenses/LICENSE", "LICENSE"):  # metadata 2.4 layout, then older setuptools
+            text = distribution.read_text(name)
+            if text:
+                return text
+    places = ", ".join(str(distribution.locate_file("")) for distribution in distributions)
+    raise FileNotFoundError(f"The installed {DISTRIBUTION!r} distribution ({places}) has no licenses/LICENSE in its "
+                            "metadata; reinstall it or pass license_file=/--license-file.")
 
 
 # ----- reading what a training run left behind -------------------------------------------------------------------
@@ -136,8 +104,8 @@ def _auto_map_modules(auto_map: dict, path: Path) -> set[str]:
 
 def collect_model_files(model_dir: str | Path) -> list[Path]:
     """
-    The files of a saved T2V2T folder that belong on the Hub: safetensors weights, `config.json`, processor files,
-    the custom code (`*.py`) and the Trainer's metrics/state files. Checkpoint sub-folders, `training_args.bin` and
+    The files of a saved model folder (T2V2T, X-Pool or CRET) that belong on the Hub: safetensors weights,
+    `config.json`, processor files, the custom code (`*.py`) and the Trainer's metrics/state files. Checkpoint sub-folders, `training_args.bin` and
     other pickles are left out. Raises `FileNotFoundError`/`ValueError` naming the path when something the Hub
     folder needs is missing or malformed.
     """
@@ -148,11 +116,12 @@ def collect_model_files(model_dir: str | Path) -> list[Path]:
     if not config_path.is_file():
         raise FileNotFoundError(
             f"{config_path} is missing: {model_dir} is not a saved model folder "
-            "(save one with modeling_t2v2t.save_hub_folder, as training/finetune.py does)."
+            "(save one with model.save_pretrained, as training/finetune.py does)."
         )
     config = _read_json_object(config_path, "model config")
-    if config.get("model_type") != "t2v2t":
-        raise ValueError(f"{config_path} has model_type={config.get('model_type')!r}; expected 't2v2t'.")
+    if config.get("model_type") not in TEMPLATES:
+        raise ValueError(f"{config_path} has model_type={config.get('model_type')!r}; expected one of "
+                         f"{sorted(TEMPLATES)}.")
 
     weights = sorted(model_dir.glob("*.safetensors"))
     if not weights:
@@ -209,18 +178,7 @@ class RetrievalResults:
 
     def table_rows(self) -> list[dict]:
         """One row per (stage, direction) with R@1/5/10 and MdR/MnR formatted; '–' where a value is absent."""
-        rows = []
-        for stage in _STAGES:
-            values = self.metrics.get(stage)
-            if not values:
-                continue
-            for direction, label in _DIRECTIONS:
-                row = {"stage": stage, "direction": label}
-                for name in _TABLE_METRICS:
-                    value = values.get(f"{direction}_{name}")
-                    row[name] = "–" if value is None else f"{value:.1f}"
-                rows.append(row)
-        return rows
+        return table_rows(self.metrics)
 
     def description(self) -> str:
         what = " of ".join(part for part in (f"the {self.split} split" if self.split else None,
@@ -283,172 +241,38 @@ def find_retrieval_results(model_dir: str | Path, prefix: str = "test") -> Retri
     return None
 
 
-# ----- the model card ----------------------------------------------------------------------------------------------
-def _num_parameters(weight_files: list[Path]) -> int:
-    from safetensors import safe_open
-
-    total = 0
-    for path in weight_files:
-        if path.suffix != ".safetensors":
-            continue
-        with safe_open(str(path), framework="pt") as handle:
-            for key in handle.keys():
-                total += math.prod(handle.get_slice(key).get_shape())
-    return total
-
-
-def _format_count(count: int) -> str:
-    if count >= 1e9:
-        return f"{count / 1e9:.2f}B"
-    if count >= 1e6:
-        return f"{count / 1e6:.1f}M"
-    return f"{count / 1e3:.1f}K" if count >= 1e3 else str(count)
-
-
-def _architecture(config: dict, num_parameters: int) -> dict:
-    vision, text = config.get("vision_config", {}), config.get("text_config", {})
-    fusion_mode = config.get("fusion_mode", "t2v2t")
-    fusion_layer = config.get("fusion_layer", 9)
-    text_layers = text.get("num_hidden_layers")
-    if fusion_mode == "none":
-        text_layout = f"the first {fusion_layer} layers give the text embedding (no fusion layers)"
-    elif fusion_layer == 0:
-        text_layout = "every layer also cross-attends to video"
-    else:
-        text_layout = (f"layers 0–{fusion_layer - 1} text only, {fusion_layer}–{text_layers - 1} also cross-attend "
-                       "to video")
-    description = _FUSION_DESCRIPTIONS.get(fusion_mode, fusion_mode).format(
-        bypass=config.get("bypass_mode"), t2v=config.get("num_t2v_layers"))
-    return {
-        "vision_layers": vision.get("num_hidden_layers"), "vision_hidden": vision.get("hidden_size"),
-        "vision_heads": vision.get("num_attention_heads"), "image_size": vision.get("image_size"),
-        "patch_size": vision.get("patch_size"), "num_frames": vision.get("num_frames"),
-        "text_layers": text_layers, "text_hidden": text.get("hidden_size"),
-        "text_heads": text.get("num_attention_heads"), "vocab_size": text.get("vocab_size"),
-        "text_layout": text_layout, "fusion_mode": fusion_mode, "fusion_description": description,
-        "has_joint_encoder": fusion_mode != "none", "embed_dim": config.get("embed_dim"),
-        "num_parameters": _format_count(num_parameters),
-    }
-
-
-def _describe_data(entry) -> str:
-    if not isinstance(entry, dict):
-        return json.dumps(entry)
-    shown = {key: value for key, value in entry.items() if key in ("builder", "split", "num_videos", "paragraph")}
-    return ", ".join(f"{key}={value}" for key, value in shown.items()) or json.dumps(entry)
-
-
-def _training_section(training_config: dict | None, trainer_state: dict | None, config_file: str | None) -> dict:
-    section = {"data": [], "start": None, "hyperparameters": [], "state": None, "config_file": config_file}
-    if training_config:
-        for label, key in (("training", "train_data"), ("validation (checkpoint selection)", "validation_data"),
-                           ("test (reported once, after selection)", "test_data")):
-            entries = training_config.get(key)
-            for entry in entries if isinstance(entries, list) else [entries] if entries else []:
-                section["data"].append(f"{label}: {_describe_data(entry)}")
-        if training_config.get("model_name_or_path"):
-            section["start"] = f"the T2V2T checkpoint `{training_config['model_name_or_path']}`"
-        elif training_config.get("vision_model_name_or_path"):
-            section["start"] = (f"video encoder from `{training_config['vision_model_name_or_path']}`, text encoder "
-                                f"from `{training_config.get('text_model_name_or_path')}`, fusion layers new")
-        elif training_config.get("model_config"):
-            section["start"] = "from scratch (random initialisation, word vocabulary built from the training captions)"
-        section["hyperparameters"] = [(key, json.dumps(training_config[key])) for key in _CARD_HYPERPARAMETERS
-                                      if key in training_config]
-    if trainer_state:
-        step, epoch = trainer_state.get("global_step"), trainer_state.get("epoch")
-        parts = []
-        if step is not None:
-            parts.append(f"Trained for {step} steps" + (f" ({epoch:.2f} epochs)" if isinstance(epoch, (int, float))
-                                                        else "") + ".")
-        best_step, best = trainer_state.get("best_global_step"), trainer_state.get("best_metric")
-        if best_step is not None and isinstance(best, (int, float)):
-            metric = (training_config or {}).get("metric_for_best_model") or "score"
-            parts.append(f"The published weights are those of step {best_step}, the best validation {metric} "
-                         f"({best:.2f}).")
-        section["state"] = " ".join(parts) or None
-    return section
-
-
-def render_model_card(
-    model_dir: Path,
-    repo_id: str,
-    weight_files: list[Path],
-    code_files: list[str],
-    results: RetrievalResults | None,
-    training_config: dict | None,
-    training_config_file: str | None,
-    datasets: list[str] | None = None,
-    template: str | Path = DEFAULT_TEMPLATE,
-) -> ModelCard:
-    """The model card (YAML metadata + Markdown) rendered from `template` with `huggingface_hub.ModelCard`."""
-    config = _read_json_object(model_dir / "config.json", "model config")
-    state_path = model_dir / "trainer_state.json"
-    trainer_state = _read_json_object(state_path, "trainer state") if state_path.is_file() else None
-    card_data = ModelCardData(
-        license="apache-2.0",
-        library_name="transformers",
-        # No pipeline_tag: the Hub has no text-to-video-retrieval task, and "feature-extraction" would promise a
-        # pipeline() that custom retrieval code does not provide. Tags make the model findable instead.
-        tags=["t2v2t", "text-to-video-retrieval", "video-retrieval", "video-text-retrieval", "vindlu", "custom_code"],
-        datasets=datasets or None,
-        metrics=["recall", "median_rank", "mean_rank"],
-    )
-    return ModelCard.from_template(
-        card_data,
-        template_path=str(template),
-        model_name=repo_id.split("/")[-1],
-        repo_id=repo_id,
-        arch=_architecture(config, _num_parameters(weight_files)),
-        code_files=code_files,
-        training=_training_section(training_config, trainer_state, training_config_file),
-        results=None if results is None else {"rows": results.table_rows(), "source": results.source,
-                                              "description": results.description()},
-        citation_bibtex=CITATION_BIBTEX,
-    )
-
-
-def citation_cff(repo_id: str) -> str:
-    """CITATION.cff for the published model: cite T2V2T (preferred) and VindLU."""
-    citation = {
-        "cff-version": "1.2.0",
-        "message": "If you use this model, please cite the T2V2T paper and VindLU, on which it is built.",
-        "title": f"{repo_id}: a T2V2T text-to-video retrieval model",
-        "type": "software",
-        "license": "Apache-2.0",
-        "authors": [{"name": repo_id.split("/")[0]}],
-        "preferred-citation": _T2V2T_REFERENCE,
-        "references": [_VINDLU_REFERENCE],
-    }
-    return yaml.safe_dump(citation, sort_keys=False, allow_unicode=True)
-
-
 # ----- building and pushing ----------------------------------------------------------------------------------------
 def build_hub_folder(
     model_dir: str | Path,
     output_dir: str | Path,
-    repo_id: str,
+    repo_id: str | None = None,
     training_config: str | Path | None = None,
     results_file: str | Path | None = None,
     results_prefix: str = "test",
     datasets: list[str] | None = None,
-    template: str | Path = DEFAULT_TEMPLATE,
-    license_file: str | Path = DEFAULT_LICENSE,
+    template: str | Path | None = None,
+    license_file: str | Path | None = None,
     overwrite: bool = False,
+    model_name: str | None = None,
 ) -> Path:
     """
-    Assemble a Hub-ready folder in `output_dir` from the trained model folder `model_dir`.
+    Assemble a Hub-ready folder in `output_dir` from the saved model folder `model_dir` (T2V2T, X-Pool or CRET).
 
     Args:
-        repo_id: the Hub repository the card's usage example names (`org/name`).
+        repo_id: the Hub repository (`org/name`) the card's usage example and citation name. Without it the card
+            says it was rendered for a local folder and loads `./<model_name>` in its examples.
         training_config: the JSON config the model was trained with; default `model_dir/training_config.json`
             if present. Copied as `training_config.json` and summarised in the card.
-        results_file: evaluation results (Trainer `*_results.json` or `training/evaluate_retrieval.py` report); default the
-            first of `test_results.json`, `all_results.json` in `model_dir` with retrieval metrics. Without any,
-            the card says "not evaluated".
+        results_file: evaluation results (Trainer `*_results.json` or `training/evaluate_retrieval.py` report);
+            default the first of `test_results.json`, `all_results.json` in `model_dir` with retrieval metrics.
+            Without any, the card says "not evaluated" and its metadata has no `model-index`.
         results_prefix: metric key prefix of the split to report from Trainer files (`test`).
-        datasets: Hub dataset ids for the card's metadata (optional).
+        datasets: Hub dataset ids for the card's metadata (optional); the first also names the `model-index` dataset.
+        template: a model card template (Jinja; may extend `model_card_base.md`); default the package's template
+            for the config's `model_type`.
+        license_file: the licence text to publish; default the LICENSE of the installed `t2v2t` distribution.
         overwrite: replace a non-empty `output_dir`.
+        model_name: the card's title; default the repository's name, else the name of `output_dir`.
 
     Everything is validated before anything is written; errors name the offending path.
     """
@@ -456,21 +280,34 @@ def build_hub_folder(
     files = collect_model_files(model_dir)
     if output_dir == model_dir or output_dir in model_dir.parents:
         raise ValueError(f"The output folder {output_dir} must not be the model folder {model_dir} or contain it.")
-    template, license_file = Path(template), Path(license_file)
-    for path, what in ((template, "model card template"), (license_file, "license text")):
-        if not path.is_file():
-            raise FileNotFoundError(f"The {what} {path} does not exist.")
+    if repo_id is not None and not re.fullmatch(r"[\w.-]+/[\w.-]+", repo_id):
+        raise ValueError(f"repo_id={repo_id!r} is not a Hub repository id of the form 'org/name'.")
+    config = _read_json_object(model_dir / "config.json", "model config")
+    template = Path(template) if template is not None else template_for(config["model_type"])
+    if not template.is_file():
+        raise FileNotFoundError(f"The model card template {template} does not exist.")
+    if license_file is not None:
+        license_file = Path(license_file)
+        if not license_file.is_file():
+            raise FileNotFoundError(f"The license text {license_file} does not exist.")
+        licence = license_file.read_text(encoding="utf-8")
+    else:
+        licence = license_text()
 
     config_path = Path(training_config) if training_config else model_dir / TRAINING_CONFIG_NAME
     if training_config and not config_path.is_file():
         raise FileNotFoundError(f"Training config {config_path} does not exist.")
     training = _read_json_object(config_path, "training config") if config_path.is_file() else None
+    state_path = model_dir / "trainer_state.json"
+    trainer_state = _read_json_object(state_path, "trainer state") if state_path.is_file() else None
+    processor = _read_json_object(model_dir / "processor_config.json", "processor config")
+    video_processor = processor.get("video_processor") if isinstance(processor.get("video_processor"), dict) else {}
 
     if results_file is not None:
         results = load_retrieval_results(results_file, results_prefix)
         if results is None:
-            raise ValueError(f"{results_file} holds no retrieval metrics for prefix {results_prefix!r} "
-                             "(expected keys like test_reranked_t2v_R1 or a training/evaluate_retrieval.py report).")
+            raise ValueError(f"{results_file} holds no retrieval metrics for prefix {results_prefix!r} (expected keys "
+                             "like test_reranked_t2v_R1 or a training/evaluate_retrieval.py report).")
     else:
         results = find_retrieval_results(model_dir, results_prefix)
     test_data = (training or {}).get("test_data")
@@ -478,11 +315,21 @@ def build_hub_folder(
         results.dataset = test_data.get("builder")  # the Trainer's files do not name the dataset; the config does
     if results is None:
         logger.warning("No evaluation results in %s: the model card will say 'not evaluated'.", model_dir)
+    if repo_id is None:
+        logger.warning("No repo_id: the model card of %s is rendered for a local folder and says so; pass repo_id "
+                       "(--repo-id ORG/NAME) to name the Hub repository.", output_dir)
 
+    model_name = model_name or (repo_id.split("/")[-1] if repo_id else output_dir.name)
     weight_files = [path for path in files if path.suffix == ".safetensors"]
     code_files = [path.name for path in files if path.suffix == ".py"]
-    card = render_model_card(model_dir, repo_id, weight_files, code_files, results, training,
-                             TRAINING_CONFIG_NAME if training is not None else None, datasets, template)
+    card = render_model_card(
+        config, model_name, repo_id, read_weight_info(weight_files), code_files,
+        num_frames=video_processor.get("num_frames"), results=results, training_config=training,
+        training_config_file=TRAINING_CONFIG_NAME if training is not None else None, trainer_state=trainer_state,
+        datasets=datasets, template=template)
+    if (model_dir / "README.md").is_file():
+        logger.info("%s is not copied: the built folder gets the card rendered from the weights, config and results.",
+                    model_dir / "README.md")
 
     if output_dir.exists() and any(output_dir.iterdir()):
         if not overwrite:
@@ -494,9 +341,9 @@ def build_hub_folder(
     if training is not None:
         shutil.copyfile(config_path, output_dir / TRAINING_CONFIG_NAME)  # verbatim, comments included
     card.save(str(output_dir / "README.md"))
-    shutil.copyfile(license_file, output_dir / "LICENSE")
-    (output_dir / "CITATION.cff").write_text(citation_cff(repo_id), encoding="utf-8")
-    logger.info("Built a Hub folder for %s in %s: %s", repo_id, output_dir,
+    (output_dir / "LICENSE").write_text(licence, encoding="utf-8")
+    (output_dir / "CITATION.cff").write_text(citation_cff(config, model_name, repo_id), encoding="utf-8")
+    logger.info("Built a Hub folder for %s in %s: %s", repo_id or model_name, output_dir,
                 sorted(path.name for path in output_dir.iterdir()))
     return output_dir
 
@@ -522,13 +369,14 @@ def push_folder_to_hub(
     repo_url = api.create_repo(repo_id=repo_id, repo_type="model", private=True if private else None, exist_ok=True)
     logger.info("Uploading %s to %s", folder, repo_url)
     commit = api.upload_folder(repo_id=repo_id, repo_type="model", folder_path=str(folder),
-                               commit_message=commit_message or "Upload T2V2T model")
+                               commit_message=commit_message or "Upload model")
     logger.info("Uploaded: %s", getattr(commit, "commit_url", commit))
     return commit
 
 
 __all__ = [
     "RetrievalResults",
+    "license_text",
     "build_hub_folder",
     "collect_model_files",
     "citation_cff",

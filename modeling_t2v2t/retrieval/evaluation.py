@@ -3,9 +3,11 @@ top-k candidates of each query rescored by the joint encoder, in both directions
 
 Memory stays bounded: captions are encoded once and their states kept (small); each gallery video is encoded once,
 its embedding kept and its joint-encoder tokens written to a `VideoTokenStore` (in memory up to a budget, else a
-temporary memory-mapped file); candidate pairs are scored in fixed-size batches, grouped by video so each video's
-tokens are read once. T2V2T's tokens are conditioned on the caption inside the joint encoder, so no per-video
-key/value cache can be shared across captions: the cost of reranking grows with the number of pairs scored.
+temporary memory-mapped file); candidate pairs are scored grouped by video, so each video's tokens are read once
+and the joint encoder's per-video work (`model.build_joint_cache`: fusion-layer keys/values, T2V2T's text→video
+queries and bypass keys) is done once per video and shared by all its candidate captions; only one video's cache
+is held at a time. T2V2T's caption-conditioned change of the video tokens enters as an exact low-rank term (see
+`T2V2TTextTransformer.fuse_cached`), so caching loses nothing.
 
 Models whose similarity is not a dot product of embeddings (X-Pool pools a video's frames for each caption) define
 `retrieval_similarity(text_encoding, video_encoding) -> (texts, videos)`; the embedding stage then keeps each video's
@@ -26,6 +28,7 @@ from tqdm.auto import tqdm
 from transformers.utils import logging
 
 from ..modeling_t2v2t import T2V2TTextEncoding, T2V2TVideoEncoding
+from .families import FamilyLabels, family_pairs, family_win_rates
 from .metrics import T2V_CONVENTION, V2T_CONVENTIONS, retrieval_metrics
 
 logger = logging.get_logger(__name__)
@@ -39,6 +42,7 @@ class TwoStageResult:
     after reranking each direction's top-k (candidates carry the joint-encoder score, the others stay below them in
     embedding order). `num_pairs_scored`: joint-encoder evaluations. `timings`: seconds per stage.
     `conventions`: which ranking convention produced the numbers of each direction (`{"t2v": ..., "v2t": ...}`).
+    `families`: with `family_labels`, `{"embedding"|"reranked": family_win_rates(...)}` (see `families`).
     """
 
     metrics: dict[str, dict[str, float]]
@@ -48,6 +52,7 @@ class TwoStageResult:
     num_pairs_scored: int = 0
     timings: dict[str, float] = field(default_factory=dict)
     conventions: dict[str, str] = field(default_factory=dict)
+    families: dict[str, dict] = field(default_factory=dict)
 
 
 def metric_conventions(v2t_convention: str = "best_caption") -> dict[str, str]:
@@ -170,14 +175,40 @@ def candidate_pairs(similarity: torch.Tensor, k: int | None) -> tuple[torch.Tens
     return t2v, v2t
 
 
-def score_candidates(model, texts: T2V2TTextEncoding, store: VideoTokenStore, pairs: torch.Tensor,
-                     pair_batch_size: int = 32, video_chunk: int = 16, progress: bool = True,
-                     video_embeds: torch.Tensor | None = None) -> torch.Tensor:
-    """Joint-encoder scores of every True pair of `pairs` (texts, videos); NaN elsewhere. `video_embeds`
-    (videos, E) are needed when the score adds the VTC similarity (`rerank_score="vtm+vtc"`)."""
+def _score_with_joint_cache(model, texts, store, pairs, pair_batch_size, bar, video_embeds) -> torch.Tensor:
+    """Video by video: build its joint-encoder cache once, then score every candidate caption of it in batches."""
     device = texts.text_states.device
     scores = torch.full(pairs.shape, float("nan"))
+    for video in pairs.any(dim=0).nonzero(as_tuple=True)[0].tolist():
+        text_index = pairs[:, video].nonzero(as_tuple=True)[0]
+        tokens = store.get(video, video + 1).to(device=device, dtype=texts.text_states.dtype)
+        embeds = None if video_embeds is None else video_embeds[video:video + 1].to(device)
+        cached = model.build_joint_cache(T2V2TVideoEncoding(video_tokens=tokens, video_embeds=embeds))
+        for begin in range(0, len(text_index), pair_batch_size):
+            t = text_index[begin:begin + pair_batch_size]
+            output = model.score_pairs(text_encoding=texts.select(t.to(device)), video_encoding=cached,
+                                       video_index=torch.zeros(len(t), dtype=torch.long, device=device),
+                                       use_joint_cache=True)
+            scores[t, video] = output.scores.float().cpu()
+            bar.update(len(t))
+    bar.close()
+    return scores
+
+
+def score_candidates(model, texts: T2V2TTextEncoding, store: VideoTokenStore, pairs: torch.Tensor,
+                     pair_batch_size: int = 32, video_chunk: int = 16, progress: bool = True,
+                     video_embeds: torch.Tensor | None = None, use_joint_cache: bool | None = None) -> torch.Tensor:
+    """Joint-encoder scores of every True pair of `pairs` (texts, videos); NaN elsewhere. `video_embeds`
+    (videos, E) are needed when the score adds the VTC similarity (`rerank_score="vtm+vtc"`). `use_joint_cache`
+    (default: when `model.supports_joint_cache`): per-video work once per video (exact); `False`: every pair
+    through the reference `fuse` path."""
+    if use_joint_cache is None:
+        use_joint_cache = bool(getattr(model, "supports_joint_cache", False))
     bar = tqdm(total=int(pairs.sum()), desc="Reranking pairs", disable=not progress)
+    if use_joint_cache:
+        return _score_with_joint_cache(model, texts, store, pairs, pair_batch_size, bar, video_embeds)
+    device = texts.text_states.device
+    scores = torch.full(pairs.shape, float("nan"))
     for start in range(0, pairs.shape[1], video_chunk):
         stop = min(start + video_chunk, pairs.shape[1])
         text_index, video_index = pairs[:, start:stop].nonzero(as_tuple=True)  # grouped by this chunk's videos
@@ -190,7 +221,8 @@ def score_candidates(model, texts: T2V2TTextEncoding, store: VideoTokenStore, pa
             embeds = None if video_embeds is None else video_embeds[(v + start).to(video_embeds.device)].to(device)
             output = model.score_pairs(text_encoding=texts.select(t.to(device)),
                                        video_encoding=T2V2TVideoEncoding(video_tokens=tokens[v.to(device)],
-                                                                         video_embeds=embeds))
+                                                                         video_embeds=embeds),
+                                       use_joint_cache=False)
             scores[t, v + start] = output.scores.float().cpu()
             bar.update(len(t))
     bar.close()
@@ -211,6 +243,8 @@ def evaluate_two_stage(
     max_memory_bytes: int = 2**30,
     progress: bool = True,
     v2t_convention: str = "best_caption",
+    use_joint_cache: bool | None = None,
+    family_labels: FamilyLabels | None = None,
 ) -> TwoStageResult:
     """
     Evaluate text↔video retrieval of `model` on a gallery, embedding-only and reranked.
@@ -229,6 +263,10 @@ def evaluate_two_stage(
         max_memory_bytes: token store size kept in memory; beyond it the store is a memory-mapped file.
         v2t_convention: multi-caption video→text ranking, `"best_caption"` (VindLU's) or `"per_video"`
             (CLIP4Clip's and X-Pool's); `result.conventions` says which produced the numbers.
+        use_joint_cache: rerank through the exact per-video cache (default when `model.supports_joint_cache`), or
+            `False` for the straightforward reference path (every pair re-projects the video tokens).
+        family_labels: hard-negative families of the gallery (`FamilyLabels`): `result.families` then holds each
+            family's win rate of a caption's own video over its siblings, embedding-only and reranked (t2v scores).
     """
     conventions = metric_conventions(v2t_convention)
     has_joint = getattr(model.config, "has_joint_encoder", False)
@@ -261,6 +299,9 @@ def evaluate_two_stage(
         timings["similarity"] = time.perf_counter() - started
         metrics = {"embedding": retrieval_metrics(similarity, text_to_video, v2t_convention=v2t_convention)}
         result = TwoStageResult(metrics=metrics, similarity=similarity, timings=timings, conventions=conventions)
+        pairs_by_family = None if family_labels is None else family_pairs(family_labels, text_to_video)
+        if pairs_by_family is not None:
+            result.families["embedding"] = family_win_rates(similarity, text_to_video, family_labels, pairs_by_family)
         if not rerank:
             return result
 
@@ -268,7 +309,8 @@ def evaluate_two_stage(
         t2v_chosen, v2t_chosen = candidate_pairs(similarity, k)
         pairs = t2v_chosen | v2t_chosen  # a pair both directions ask for is scored once
         pair_scores = score_candidates(model, texts, store, pairs, pair_batch_size, progress=progress,
-                                       video_embeds=videos if isinstance(videos, torch.Tensor) else None)
+                                       video_embeds=videos if isinstance(videos, torch.Tensor) else None,
+                                       use_joint_cache=use_joint_cache)
         timings["rerank"] = time.perf_counter() - started
     finally:
         if store is not None:
@@ -278,6 +320,8 @@ def evaluate_two_stage(
     result.num_pairs_scored = int(pairs.sum())
     metrics["reranked"] = retrieval_metrics(result.t2v_scores, text_to_video, similarity_v2t=result.v2t_scores,
                                             v2t_convention=v2t_convention)
+    if pairs_by_family is not None:
+        result.families["reranked"] = family_win_rates(result.t2v_scores, text_to_video, family_labels, pairs_by_family)
     return result
 
 

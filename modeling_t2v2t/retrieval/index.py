@@ -579,15 +579,51 @@ def build_index(embeddings, backend: str = "exact", factory: str | None = None, 
     return index
 
 
+def read_json_object(path: str) -> dict:
+    """The JSON object in `path`; a `ValueError` naming the file when it is not valid JSON or not an object."""
+    try:
+        with open(path) as file:
+            value = json.load(file)
+    except (UnicodeDecodeError, json.JSONDecodeError) as error:
+        raise ValueError(f"{path} is not valid JSON ({error}).") from error
+    if not isinstance(value, dict):
+        raise ValueError(f"{path}: expected a JSON object, got a {type(value).__name__}.")
+    return value
+
+
+_TYPE_NAMES = {int: "an integer", str: "a string", dict: "an object", list: "a list", bool: "true/false",
+               float: "a number", type(None): "null"}
+
+
+def checked_field(config: dict, key: str, types: tuple, path: str, optional: bool = False):
+    """`config[key]` when it is present and one of `types` (a bool is not an int, an int is a float); otherwise a
+    `ValueError` naming the file and the field. A missing `optional` field is `None`."""
+    if key not in config:
+        if optional:
+            return None
+        raise ValueError(f"{path}: the required field {key!r} is missing.")
+    value = config[key]
+    matches = isinstance(value, types) and not (isinstance(value, bool) and bool not in types)
+    if not matches and not (float in types and isinstance(value, int) and not isinstance(value, bool)):
+        expected = " or ".join(_TYPE_NAMES.get(kind, kind.__name__) for kind in types)
+        raise ValueError(f"{path}: the field {key!r} must be {expected}, got {json.dumps(value)[:80]}.")
+    if isinstance(value, int) and not isinstance(value, bool) and value < 0:
+        raise ValueError(f"{path}: the field {key!r} must not be negative, got {value}.")
+    return value
+
+
 def load_index(directory) -> EmbeddingIndex:
-    """Load an index written by `EmbeddingIndex.save` (any backend)."""
+    """Load an index written by `EmbeddingIndex.save` (any backend). A malformed `index.json` (not JSON, a
+    missing field, a field of the wrong type) raises `ValueError` naming the file and the field."""
     directory = os.fspath(directory)
     path = os.path.join(directory, INDEX_CONFIG_NAME)
     if not os.path.isfile(path):
         raise FileNotFoundError(f"No saved index in {directory}: {INDEX_CONFIG_NAME} is missing.")
-    with open(path) as file:
-        config = json.load(file)
-    backend = config.get("backend")
+    config = read_json_object(path)
+    backend = checked_field(config, "backend", (str,), path)
+    checked_field(config, "num_embeddings", (int,), path)
+    checked_field(config, "params", (dict,), path)
+    checked_field(config, "built", (bool,), path, optional=True)
     if backend not in BACKENDS:
         raise ValueError(f"{path} names unknown index backend {backend!r}; known: {sorted(BACKENDS)}.")
     index = BACKENDS[backend]._from_saved(directory, config)

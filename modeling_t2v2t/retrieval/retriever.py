@@ -9,7 +9,9 @@ Two stages, as VindLU and T2V2T evaluate retrieval:
    joint encoder (`model.score_pairs`, the VTM logit) and reordered. This needs the video *tokens*, which are far
    too large to keep for every indexed video (T x L x D floats each: ~2.4 MB for BEiT-B with 4 frames, so 2.4 TB
    for 1M videos), so candidates are decoded and encoded again at search time; a small LRU cache keeps the tokens
-   of recently reranked videos, since popular videos come back across queries.
+   of recently reranked videos, since popular videos come back across queries. For galleries that fit on disk,
+   `joint_cache=True` stores each video's joint-encoder cache (float16, `joint_cache.py`) at indexing instead, so
+   reranking decodes nothing.
 
 Any model with `get_text_features(input_ids, attention_mask)` and `get_video_features(pixel_values_videos)` works
 for stage 1 (T2V2T, the dual encoder, CRET, X-Pool); stage 2 needs `encode_text`, `encode_video`, `score_pairs` and
@@ -46,7 +48,9 @@ import torch
 from tqdm.auto import tqdm
 from transformers.utils import logging
 
-from .index import EmbeddingIndex, create_index, load_index
+from ..modeling_t2v2t import T2V2TVideoEncoding
+from .index import EmbeddingIndex, checked_field, create_index, load_index, read_json_object
+from .joint_cache import JointCacheStore
 from .video_files import VIDEO_EXTENSIONS, find_videos
 
 logger = logging.get_logger(__name__)
@@ -54,6 +58,7 @@ logger = logging.get_logger(__name__)
 RETRIEVER_CONFIG_NAME = "retriever.json"
 VIDEOS_NAME = "videos.json"
 INDEX_FOLDER = "index"
+JOINT_CACHE_FOLDER = "joint_cache"
 _FORMAT_VERSION = 1
 # What "this video could not be read" looks like (missing file, corrupt container, decoder failure). Anything else,
 # e.g. a TypeError from a misconfigured processor, is a bug and propagates instead of skipping every video.
@@ -153,6 +158,12 @@ class VideoRetriever:
         rerank_cache_size (`int`, defaults to 128): videos whose joint-encoder tokens are kept between reranks
             (least recently used evicted first; 0 disables the cache).
         show_progress (`bool`, defaults to `True`): tqdm progress bars for indexing and reranking.
+        joint_cache (`bool`, defaults to `False`): at indexing, also store each video's joint-encoder cache
+            (`model.build_joint_cache`: fusion keys/values, text→video queries) on disk (`joint_cache_dtype`), saved
+            with the index, so reranking reads candidates' caches instead of decoding and encoding them again. Costs
+            `(2 * fusion layers + 1) * frames * tokens * width` numbers per video (25 MB in float16 for
+            BEiT-B/BERT-B, 12 frames). A loaded retriever uses a saved store automatically.
+        joint_cache_dtype (`str`, defaults to `"float16"`): `"float16"` or `"float32"` storage.
 
     Attributes:
         skipped (`list[SkippedVideo]`): every video `index_videos` could not decode, with the reason.
@@ -166,6 +177,8 @@ class VideoRetriever:
         index_params: dict | None = None,
         rerank_cache_size: int = 128,
         show_progress: bool = True,
+        joint_cache: bool = False,
+        joint_cache_dtype: str = "float16",
     ):
         for method in ("get_text_features", "get_video_features"):
             if not callable(getattr(model, method, None)):
@@ -185,6 +198,11 @@ class VideoRetriever:
         self._id_to_row: dict[str, int] = {}
         self._cache: OrderedDict[int, dict] = OrderedDict()  # row -> one video's encoding fields
         self._encoding_class = None
+        if joint_cache and not getattr(model, "supports_joint_cache", False):
+            raise ValueError(f"joint_cache=True needs a model with build_joint_cache() (a T2V2TModel with a joint "
+                             f"encoder and num_t2v_layers <= 1); {type(model).__name__} has none.")
+        self._joint_store = JointCacheStore(joint_cache_dtype) if joint_cache else None
+        self._pending_joint = None  # the last batch's joint caches, stored once their index rows are known
 
     # ----- properties -----------------------------------------------------------------------------------------
     def __len__(self) -> int:
@@ -265,14 +283,15 @@ class VideoRetriever:
         return paths, video_ids
 
     def _load_video(self, path: str):
-        """`(pixel_values_videos (1, T, C, H, W), None)`, or `(None, reason)` when the file cannot be decoded."""
+        """`(pixel_values_videos (1, T, C, H, W), None)`, or `(None, error)` when the file cannot be decoded (the
+        processor raises `VideoDecodeError` for any unreadable file, `FileNotFoundError` for a missing one)."""
         try:
             return self.processor(videos=[path], return_tensors="pt")["pixel_values_videos"], None
         except DECODE_ERRORS as err:
-            return None, f"{type(err).__name__}: {err}"
+            return None, err
 
     def _decoded_batches(self, paths: list[str], batch_size: int, num_workers: int):
-        """Yield `(start, [(pixels, reason), ...])` per batch; with workers, the next batch decodes meanwhile."""
+        """Yield `(start, [(pixels, error), ...])` per batch; with workers, the next batch decodes meanwhile."""
         starts = range(0, len(paths), batch_size)
         if num_workers == 0:
             for start in starts:
@@ -291,9 +310,20 @@ class VideoRetriever:
     @torch.no_grad()
     def _encode_pixels(self, pixels: torch.Tensor) -> torch.Tensor:
         pixels = pixels.to(device=self.device, dtype=self._floating_dtype())
+        if self._joint_store is not None:
+            self._pending_joint = self.model.encode_video(pixels, joint_cache=True)
+            return self._pending_joint.video_embeds.float().cpu()
         return _as_embeddings(self.model.get_video_features(pixel_values_videos=pixels)).float().cpu()
 
-    def index_videos(self, videos, video_ids=None, batch_size: int = 8, num_workers: int = 0) -> int:
+    def _store_joint_cache(self, first_row: int) -> None:
+        """Write the joint caches of the batch `_encode_pixels` just encoded, now at rows `first_row...`."""
+        if self._joint_store is not None and self._pending_joint is not None:
+            count = len(self._pending_joint.video_embeds)
+            self._joint_store.append(list(range(first_row, first_row + count)), self._pending_joint)
+        self._pending_joint = None
+
+    def index_videos(self, videos, video_ids=None, batch_size: int = 8, num_workers: int = 0,
+                     skip_bad: bool = True) -> int:
         """
         Decode, encode and add videos to the index; can be called again to add more.
 
@@ -305,8 +335,9 @@ class VideoRetriever:
             video_ids (*optional*): one unique id per video; default: the path (or the dataset's "video_id").
             batch_size (`int`, defaults to 8): videos encoded together.
             num_workers (`int`, defaults to 0): threads decoding the next batch while this one is encoded.
-
-        A video that cannot be decoded is logged, recorded in `self.skipped` as `(path, reason)` and left out.
+            skip_bad (`bool`, defaults to `True`): leave out a video that cannot be decoded (logged, recorded in
+                `self.skipped` as `(path, reason)`, counted in the closing log line); `False` raises the first
+                such error (`VideoDecodeError` naming the file, or `FileNotFoundError`).
 
         Returns:
             `int`: the number of videos added.
@@ -322,8 +353,11 @@ class VideoRetriever:
         progress = tqdm(total=len(paths), desc="Indexing videos", unit="video", disable=not self.show_progress)
         for start, loaded in self._decoded_batches(paths, batch_size, num_workers):
             rows, pixels = [], []
-            for offset, (pixel_values, reason) in enumerate(loaded):
-                if reason is not None:
+            for offset, (pixel_values, error) in enumerate(loaded):
+                if error is not None:
+                    if not skip_bad:
+                        raise error
+                    reason = f"{type(error).__name__}: {error}"
                     logger.warning("Skipping video %r: %s", paths[start + offset], reason)
                     self.skipped.append(SkippedVideo(paths[start + offset], reason))
                     continue
@@ -332,6 +366,7 @@ class VideoRetriever:
             if rows:
                 embeddings = self._encode_pixels(torch.cat(pixels))
                 self.add_embeddings(embeddings, [video_ids[row] for row in rows], [paths[row] for row in rows])
+                self._store_joint_cache(len(self) - len(rows))
                 added += len(rows)
             progress.update(len(loaded))
         progress.close()
@@ -477,14 +512,33 @@ class VideoRetriever:
         return found
 
     @torch.no_grad()
+    def _rerank_from_joint_store(self, text_encoding, number: int, rows: list[int], batch_size: int) -> dict:
+        """Joint-encoder scores {row: score} of query `number` against indexed videos with a stored joint cache:
+        nothing is decoded or encoded, each candidate's cache is read from the store."""
+        scores = {}
+        for start in range(0, len(rows), batch_size):
+            chunk = rows[start : start + batch_size]
+            fields = self._joint_store.get(chunk, self._floating_dtype(), self.device)
+            positions = torch.arange(len(chunk), device=self.device)
+            texts = text_encoding.select(torch.full((len(chunk),), number, dtype=torch.long, device=self.device))
+            pair_scores = self.model.score_pairs(text_encoding=texts, video_encoding=T2V2TVideoEncoding(**fields),
+                                                 video_index=positions, use_joint_cache=True).scores
+            scores.update(zip(chunk, pair_scores.float().cpu().tolist()))
+        return scores
+
+    @torch.no_grad()
     def _rerank(self, text_encoding, number: int, hits: list, k: int, batch_size: int) -> list[RetrievalResult]:
         """Score query `number` of `text_encoding` against its stage-1 `hits` with the joint encoder (or the
-        model's `retrieval_similarity`)."""
-        encodings = self._candidate_encodings([row for row, _ in hits], batch_size)
-        hits = [(row, score) for row, score in hits if row in encodings]
-        reranked = []
-        for start in range(0, len(hits), batch_size):
-            chunk = hits[start : start + batch_size]
+        model's `retrieval_similarity`); candidates with a stored joint cache are scored from it."""
+        stored = {}
+        if self._joint_store is not None and not self._reranks_by_similarity:
+            stored = self._rerank_from_joint_store(text_encoding, number,
+                                                   [row for row, _ in hits if row in self._joint_store], batch_size)
+        encodings = self._candidate_encodings([row for row, _ in hits if row not in stored], batch_size)
+        reranked = {}  # row -> (match score, embedding score)
+        decoded = [(row, score) for row, score in hits if row in encodings]
+        for start in range(0, len(decoded), batch_size):
+            chunk = decoded[start : start + batch_size]
             videos = self._encoding_class(**{key: torch.stack([encodings[row][key] for row, _ in chunk])
                                              for key in encodings[chunk[0][0]]})
             if self._reranks_by_similarity:
@@ -493,8 +547,9 @@ class VideoRetriever:
             else:
                 texts = text_encoding.select(torch.full((len(chunk),), number, dtype=torch.long, device=self.device))
                 pair_scores = self.model.score_pairs(text_encoding=texts, video_encoding=videos).scores.float().cpu()
-            reranked.extend((score, row, embedding_score)
-                            for score, (row, embedding_score) in zip(pair_scores.tolist(), chunk))
+            reranked.update((row, score) for score, (row, _) in zip(pair_scores.tolist(), chunk))
+        reranked.update(stored)
+        reranked = [(reranked[row], row, embedding_score) for row, embedding_score in hits if row in reranked]
         # Stable sort: equal match scores keep their embedding order.
         reranked.sort(key=lambda item: -item[0])
         return [self._result(row, score, embedding_score) for score, row, embedding_score in reranked[:k]]
@@ -546,7 +601,10 @@ class VideoRetriever:
             "num_frames": self._num_frames(),
             "model": self._model_description(),
             "skipped": [list(item) for item in self.skipped],
+            "joint_cache": self._joint_store is not None and len(self._joint_store) > 0,
         }
+        if config["joint_cache"]:
+            self._joint_store.save(os.path.join(directory, JOINT_CACHE_FOLDER))
         with open(os.path.join(directory, RETRIEVER_CONFIG_NAME), "w") as file:
             json.dump(config, file, indent=2)
         logger.info("Saved a retriever over %d videos to %s.", len(self), directory)
@@ -565,10 +623,7 @@ class VideoRetriever:
         path = os.path.join(directory, RETRIEVER_CONFIG_NAME)
         if not os.path.isfile(path):
             raise FileNotFoundError(f"No saved retriever in {directory}: {RETRIEVER_CONFIG_NAME} is missing.")
-        with open(path) as file:
-            config = json.load(file)
-        with open(os.path.join(directory, VIDEOS_NAME)) as file:
-            videos = json.load(file)
+        config, videos = _read_saved_config(path), _read_saved_videos(os.path.join(directory, VIDEOS_NAME))
         retriever = cls(model, processor, index_backend=config["index_backend"], **kwargs)
         saved = config["model"]
         model_dim = retriever.model_embed_dim()
@@ -593,7 +648,58 @@ class VideoRetriever:
         retriever._paths = list(videos["paths"])
         retriever._id_to_row = {video_id: row for row, video_id in enumerate(retriever._video_ids)}
         retriever.skipped = [SkippedVideo(*item) for item in config.get("skipped", [])]
+        if config.get("joint_cache"):
+            if not getattr(model, "supports_joint_cache", False):
+                raise ValueError(f"{directory} holds joint-encoder caches, but {type(model).__name__} cannot use them "
+                                 "(no build_joint_cache).")
+            if retriever._joint_store is not None:
+                retriever._joint_store.close()
+            retriever._joint_store = JointCacheStore.load(os.path.join(directory, JOINT_CACHE_FOLDER))
         return retriever
+
+
+def _read_saved_config(path: str) -> dict:
+    """`retriever.json`, every field checked (a `ValueError` names the file and the field)."""
+    config = read_json_object(path)
+    checked_field(config, "num_videos", (int,), path)
+    checked_field(config, "embed_dim", (int, type(None)), path)
+    checked_field(config, "index_backend", (str,), path)
+    checked_field(config, "index_params", (dict,), path)
+    checked_field(config, "num_frames", (int, type(None)), path)
+    model = checked_field(config, "model", (dict,), path)
+    for key in ("class", "config_hash"):
+        checked_field(model, key, (str,), f"{path} (field 'model')")
+    checked_field(model, "name_or_path", (str, type(None)), f"{path} (field 'model')")
+    skipped = checked_field(config, "skipped", (list,), path, optional=True) or []
+    for number, item in enumerate(skipped):
+        if not (isinstance(item, list) and len(item) == 2 and all(isinstance(part, str) for part in item)):
+            raise ValueError(f"{path}: skipped[{number}] must be a [path, reason] pair of strings, got "
+                             f"{json.dumps(item)[:80]}.")
+    return config
+
+
+def _read_saved_videos(path: str) -> dict:
+    """`videos.json`: `video_ids` (unique strings) and `paths` (strings or null), one each per indexed video."""
+    if not os.path.isfile(path):
+        raise FileNotFoundError(f"{path} is missing: the saved retriever is incomplete.")
+    videos = read_json_object(path)
+    video_ids = checked_field(videos, "video_ids", (list,), path)
+    paths = checked_field(videos, "paths", (list,), path)
+    for field, values, types in (("video_ids", video_ids, (str,)), ("paths", paths, (str, type(None)))):
+        wrong = next((number for number, value in enumerate(values) if not isinstance(value, types)), None)
+        if wrong is not None:
+            raise ValueError(f"{path}: {field}[{wrong}] must be a string{' or null' if field == 'paths' else ''}, "
+                             f"got {json.dumps(values[wrong])[:80]}.")
+    if len(video_ids) != len(paths):
+        raise ValueError(f"{path}: 'video_ids' has {len(video_ids)} entries but 'paths' has {len(paths)}.")
+    seen, duplicates = set(), []
+    for video_id in video_ids:
+        if video_id in seen:
+            duplicates.append(video_id)
+        seen.add(video_id)
+    if duplicates:
+        raise ValueError(f"{path}: 'video_ids' must be unique; repeated: {sorted(set(duplicates))[:5]}.")
+    return videos
 
 
 __all__ = ["VideoRetriever", "RetrievalResult", "SkippedVideo", "config_fingerprint", "DECODE_ERRORS"]

@@ -1,8 +1,17 @@
 """The built-in synthetic benchmark as a schema dataset, rendered on first use (see
-`processing.synthetic.benchmark`; its annotations are VindLU JSON, read by `build_vindlu_json`)."""
+`processing.synthetic.benchmark`; its annotations are VindLU JSON, read by `build_vindlu_json`).
+
+Evaluation splits (val, test) also carry the benchmark's hard-negative families from its `metadata.json`, as the
+optional columns of `processing.schema.FAMILY_COLUMNS`: `family` (family id), `family_factor` (the factor that sets
+the video apart from its family's base: colour, shape, size, motion or order; "" for the base) and
+`caption_partial` (per caption, whether it describes only one of two events). Retrieval evaluation reports a win
+rate per family from them (`modeling_t2v2t.retrieval.families`). The training split keeps the plain schema, so it
+concatenates with any other corpus.
+"""
 
 import json
 
+from ..schema import FAMILY_COLUMNS, AnnotationError
 from ..synthetic.benchmark import DEFAULT_NUM_VIDEOS, SPLITS, ensure_benchmark
 from .common import argument_error
 from .vindlu import build_vindlu_json
@@ -10,12 +19,14 @@ from .vindlu import build_vindlu_json
 
 def build_synthetic(split: str = "test", out_dir: str | None = None, num_videos: int = DEFAULT_NUM_VIDEOS,
                     seed: int = 0, paragraph: bool = False, num_val: int | None = None, num_test: int | None = None,
-                    frames: int = 16, size: int = 64, fps: int = 8, workers: int = 2, progress: bool = True):
+                    frames: int = 16, size: int = 64, fps: int = 8, workers: int = 2, progress: bool = True,
+                    family_labels: bool | None = None):
     """
     One split (`train`, `val` or `test`) of the synthetic benchmark with `num_videos` training videos and `seed`;
     `out_dir=None` uses a cache folder per settings (the benchmark is its own annotation location and video root).
     `paragraph=True` gives the paragraph variant. `num_val`, `num_test`, `frames`, `size`, `fps`, `workers` and
-    `progress` go to `ensure_benchmark`. Returns `(dataset, skips)`.
+    `progress` go to `ensure_benchmark`. `family_labels` adds the family columns (see the module docstring);
+    `None` adds them to val and test only. Returns `(dataset, skips)`.
     """
     if split not in SPLITS:
         # Checked before rendering: a typo should not cost a render.
@@ -24,7 +35,11 @@ def build_synthetic(split: str = "test", out_dir: str | None = None, num_videos:
     benchmark = ensure_benchmark(out_dir, num_videos=num_videos, seed=seed, num_val=num_val, num_test=num_test,
                                  frames=frames, size=size, fps=fps, workers=workers, progress=progress)
     key = "paragraph_annotations" if paragraph else "annotations"
-    return build_vindlu_json(benchmark[key][split], benchmark["video_root"], split=split, paragraph=paragraph)
+    dataset, skips = build_vindlu_json(benchmark[key][split], benchmark["video_root"], split=split,
+                                       paragraph=paragraph)
+    if family_labels or (family_labels is None and split != "train"):
+        dataset = add_family_columns(dataset, benchmark["metadata"], paragraph)
+    return dataset, skips
 
 
 def synthetic_families(split: str = "train", out_dir: str | None = None, num_videos: int = DEFAULT_NUM_VIDEOS,
@@ -40,4 +55,26 @@ def synthetic_families(split: str = "train", out_dir: str | None = None, num_vid
     return {video["video"]: video["family"] for video in videos if video["split"] == split}
 
 
-__all__ = ["build_synthetic", "synthetic_families"]
+def add_family_columns(dataset, metadata_file: str, paragraph: bool = False):
+    """The dataset with the `FAMILY_COLUMNS` of each of its videos, read from the benchmark's `metadata.json`
+    (rows are matched by their relative video path, captions by their text; a paragraph is never partial)."""
+    with open(metadata_file, encoding="utf-8") as handle:
+        videos = {video["video"]: video for video in json.load(handle)["videos"]}
+    columns = {name: [] for name in FAMILY_COLUMNS}
+    for video_id, captions in zip(dataset["video_id"], dataset["captions"]):
+        video = videos.get(video_id)
+        if video is None:
+            raise AnnotationError(f"{metadata_file}: no metadata for video {video_id!r}.")
+        partial = {caption["text"]: caption["partial"] for caption in video["captions"]}
+        missing = [caption for caption in captions if caption not in partial]
+        if missing and not paragraph:
+            raise AnnotationError(f"{metadata_file}: video {video_id!r} has no metadata for caption {missing[0]!r}.")
+        columns["family"].append(video["family"])
+        columns["family_factor"].append(video["factor"] or "")
+        columns["caption_partial"].append([False if paragraph else partial[caption] for caption in captions])
+    for name, values in columns.items():
+        dataset = dataset.add_column(name, values)
+    return dataset
+
+
+__all__ = ["build_synthetic", "add_family_columns", "synthetic_families"]

@@ -1,0 +1,1 @@
+../../../modeling_t2v2t/validation_t2v2t.py

@@ -1,0 +1,62 @@
+"""The Space's committed checkpoint is generated, not maintained by hand: its code files are byte-identical to the
+library's, `spaces_demo/prepare_assets.py --refresh-code` rebuilds exactly the committed folder from it, and the
+repository's `model_card.md` is that checkpoint's rendered card."""
+
+import json
+import os
+from pathlib import Path
+
+from safetensors import safe_open
+
+REPO = Path(__file__).resolve().parents[1]
+SPACE = REPO / "spaces_demo"
+CHECKPOINT_DIR = SPACE / "checkpoints" / "t2v2t-synthetic-quickstart"
+LIBRARY = REPO / "modeling_t2v2t"
+REFRESH = "run `python spaces_demo/prepare_assets.py --refresh-code` and commit the result"
+
+import prepare_assets  # noqa: E402
+
+
+def test_every_code_file_is_a_link_to_the_library_file():
+    code = sorted(CHECKPOINT_DIR.glob("*.py"))
+    assert code, f"no code files in {CHECKPOINT_DIR}"
+    for path in code:
+        library = LIBRARY / path.name
+        assert library.is_file(), f"{path.name} is not a library file: {REFRESH}"
+        assert path.is_symlink() and not Path(os.readlink(path)).is_absolute(), f"{path}: {REFRESH}"
+        assert path.resolve() == library.resolve(), f"{path} does not point at {library}: {REFRESH}"
+
+
+def test_copy_code_writes_the_library_files_byte_for_byte(tmp_path):
+    rebuilt = prepare_assets.build_checkpoint(CHECKPOINT_DIR, tmp_path / "checkpoints", CHECKPOINT_DIR.name,
+                                              CHECKPOINT_DIR / "training_config.json", copy_code=True)
+    code = sorted(rebuilt.glob("*.py"))
+    assert [path.name for path in code] == sorted(path.name for path in CHECKPOINT_DIR.glob("*.py"))
+    for path in code:
+        assert not path.is_symlink() and path.read_bytes() == (LIBRARY / path.name).read_bytes(), path.name
+
+
+def test_the_committed_folder_is_what_prepare_assets_writes(tmp_path):
+    card = tmp_path / "model_card.md"
+    rebuilt = prepare_assets.build_checkpoint(CHECKPOINT_DIR, tmp_path / "checkpoints", CHECKPOINT_DIR.name,
+                                              CHECKPOINT_DIR / "training_config.json", model_card=card)
+    committed = sorted(path.name for path in CHECKPOINT_DIR.iterdir())
+    assert sorted(path.name for path in rebuilt.iterdir()) == committed, REFRESH
+    for name in committed:
+        assert (rebuilt / name).read_bytes() == (CHECKPOINT_DIR / name).read_bytes(), f"{name}: {REFRESH}"
+        assert (rebuilt / name).is_symlink() == (CHECKPOINT_DIR / name).is_symlink(), f"{name}: {REFRESH}"
+    assert card.read_bytes() == (REPO / "model_card.md").read_bytes(), REFRESH
+
+
+def test_root_model_card_is_the_demo_checkpoints_card():
+    card = (REPO / "model_card.md").read_text()
+    assert (REPO / "model_card.md").read_bytes() == (CHECKPOINT_DIR / "README.md").read_bytes()
+    # It carries the checkpoint's own test results and precision.
+    metrics = json.loads((CHECKPOINT_DIR / "test_results.json").read_text())
+    assert (f"| embedding | text→video | {metrics['test_embedding_t2v_R1']:.1f} | "
+            f"{metrics['test_embedding_t2v_R5']:.1f} | {metrics['test_embedding_t2v_R10']:.1f} |") in card
+    assert f"| reranked | text→video | {metrics['test_reranked_t2v_R1']:.1f} |" in card
+    assert f"value: {round(metrics['test_reranked_t2v_R1'], 2)}" in card
+    with safe_open(str(CHECKPOINT_DIR / "model.safetensors"), framework="pt") as weights:
+        assert {weights.get_slice(key).get_dtype() for key in weights.keys()} == {"F16"}
+    assert "| weights | float16 safetensors," in card

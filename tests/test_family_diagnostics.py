@@ -1,0 +1,168 @@
+"""Per-family diagnostics (`modeling_t2v2t.retrieval.families`): win rates checked by hand and against a plain loop,
+the synthetic builder's family columns against the benchmark's metadata, and the hook through two-stage evaluation
+and training/evaluate_retrieval.py."""
+
+import json
+from collections import defaultdict
+
+import pytest
+import torch
+from tiny_models import tiny_config, tiny_inputs, tiny_tokenizer
+
+from modeling_t2v2t import T2V2TModel, T2V2TProcessor, T2V2TVideoProcessor
+from modeling_t2v2t.retrieval.evaluation import evaluate_two_stage
+from modeling_t2v2t.retrieval.families import (
+    FamilyLabels,
+    family_win_rates,
+    flatten_family_metrics,
+    format_family_table,
+    unflatten_family_metrics,
+)
+from processing.builders import build
+from processing.schema import FAMILY_COLUMNS, build_dataset, make_record
+
+
+def loop_win_rates(scores, text_to_video, labels):
+    """The definition, one (caption, video) pair at a time."""
+    won, texts = defaultdict(float), defaultdict(set)
+    count = defaultdict(int)
+    for t, own in enumerate(text_to_video):
+        for v in range(scores.shape[1]):
+            if v == own or labels.video_family[v] != labels.video_family[own]:
+                continue
+            if labels.caption_partial[t]:
+                family = "partial"
+            elif labels.video_factor[own] == "" and labels.video_factor[v] != "":
+                family = labels.video_factor[v]
+            elif labels.video_factor[own] != "" and labels.video_factor[v] == "":
+                family = labels.video_factor[own]
+            else:
+                continue
+            own_score, other = float(scores[t, own]), float(scores[t, v])
+            won[family] += 1.0 if own_score > other else 0.5 if own_score == other else 0.0
+            count[family] += 1
+            texts[family].add(t)
+    return {family: (100 * won[family] / count[family], count[family], len(texts[family])) for family in count}
+
+
+def test_hand_checked_example():
+    # family a: base 0, colour variant 1, motion variant 2; family b: base 3 alone.
+    labels = FamilyLabels(["a", "a", "a", "b"], ["", "colour", "motion", ""], [False, True, False, False, False])
+    text_to_video = [0, 0, 1, 2, 3]
+    scores = torch.tensor([
+        [0.9, 0.1, 0.95, 0.0],  # full caption of the base: beats the colour variant, loses to the motion variant
+        [0.5, 0.6, 0.4, 0.0],  # partial caption of the base: loses to 1, beats 2 (both count as "partial")
+        [0.7, 0.7, 0.0, 0.0],  # the colour variant's caption ties with the base: one half
+        [0.2, 0.9, 0.3, 0.0],  # the motion variant's caption beats the base; the colour variant differs twice: skipped
+        [0.0, 0.0, 0.0, 1.0],  # no sibling: no pair
+    ])
+    rates = family_win_rates(scores, text_to_video, labels)
+    assert list(rates) == ["colour", "motion", "partial", "all"]
+    assert rates["colour"] == {"win_rate": 75.0, "pairs": 2, "captions": 2}  # (1 + 0.5) / 2
+    assert rates["motion"] == {"win_rate": 50.0, "pairs": 2, "captions": 2}  # (0 + 1) / 2
+    assert rates["partial"] == {"win_rate": 50.0, "pairs": 2, "captions": 1}
+    assert rates["all"] == {"win_rate": pytest.approx(100 * 3.5 / 6), "pairs": 6, "captions": 4}
+
+
+def test_matches_a_plain_loop_on_random_scores():
+    generator = torch.Generator().manual_seed(0)
+    factors = ["colour", "shape", "size", "motion", "order"]
+    video_family, video_factor = [], []
+    for family in range(12):
+        size = int(torch.randint(1, 6, (1,), generator=generator))
+        for member in range(size):
+            video_family.append(f"f{family}")
+            video_factor.append("" if member == 0 else factors[int(torch.randint(5, (1,), generator=generator))])
+    text_to_video = torch.randint(len(video_family), (200,), generator=generator)
+    partial = (torch.rand(200, generator=generator) < 0.2).tolist()
+    labels = FamilyLabels(video_family, video_factor, partial)
+    # Rounded scores, so that ties happen.
+    scores = (torch.rand(200, len(video_family), generator=generator) * 8).round() / 8
+    rates = family_win_rates(scores, text_to_video, labels)
+    expected = loop_win_rates(scores, text_to_video.tolist(), labels)
+    assert set(rates) == set(expected) | {"all"} and len(expected) == 6
+    for family, (rate, pairs, captions) in expected.items():
+        assert rates[family]["win_rate"] == pytest.approx(rate)
+        assert (rates[family]["pairs"], rates[family]["captions"]) == (pairs, captions)
+    assert rates["all"]["pairs"] == sum(pairs for _, pairs, _ in expected.values())
+
+
+def test_labels_from_a_dataset_and_errors(tmp_path):
+    records = [(make_record(str(tmp_path / f"{i}.mp4"), ["x", "y"], f"v{i}", "test"), f"row {i}") for i in range(2)]
+    plain, _ = build_dataset(records, check_files=False)
+    assert FamilyLabels.from_dataset(plain) is None
+    labelled = plain.add_column("family", ["a", "a"]).add_column("family_factor", ["", "size"])
+    labels = FamilyLabels.from_dataset(labelled.add_column("caption_partial", [[False, True], [False, False]]))
+    assert labels.caption_partial == [False, True, False, False] and labels.video_factor == ["", "size"]
+    with pytest.raises(ValueError, match="Dataset row 1: 2 captions but 1 caption_partial"):
+        FamilyLabels.from_dataset(labelled.add_column("caption_partial", [[False, True], [False]]))
+    with pytest.raises(ValueError, match="3 caption_partial flags for 2 captions"):
+        family_win_rates(torch.zeros(2, 2), [0, 1], FamilyLabels(["a", "a"], ["", "size"], [False] * 3))
+
+
+def test_flat_metrics_round_trip_and_table():
+    results = {"embedding": {"order": {"win_rate": 40.0, "pairs": 10, "captions": 5},
+                             "all": {"win_rate": 45.0, "pairs": 12, "captions": 6}},
+               "reranked": {"order": {"win_rate": 70.0, "pairs": 10, "captions": 5},
+                            "all": {"win_rate": 60.0, "pairs": 12, "captions": 6}}}
+    flat = flatten_family_metrics(results, "test")
+    assert flat["test_family_reranked_order"] == 70.0 and flat["test_family_pairs_all"] == 12
+    assert unflatten_family_metrics({**flat, "test_embedding_t2v_R1": 3.0}, "test") == results
+    table = format_family_table(results).splitlines()
+    assert table[0] == "| family | embedding win % | reranked win % | pairs | captions |"
+    assert table[2] == "| order | 40.0 | 70.0 | 10 | 5 |"
+
+
+@pytest.fixture(scope="module")
+def bench(tmp_path_factory):
+    return {"out_dir": str(tmp_path_factory.mktemp("bench")), "num_videos": 8, "num_test": 6, "num_val": 3,
+            "workers": 1, "progress": False}
+
+
+def test_synthetic_builder_carries_the_metadata(bench):
+    test, _ = build("synthetic", split="test", **bench)
+    assert set(FAMILY_COLUMNS) <= set(test.column_names)
+    metadata = {video["video"]: video for video in json.load(open(f"{bench['out_dir']}/metadata.json"))["videos"]}
+    for row in test:
+        video = metadata[row["video_id"]]
+        assert row["family"] == video["family"] and row["family_factor"] == (video["factor"] or "")
+        partial = {caption["text"]: caption["partial"] for caption in video["captions"]}
+        assert row["caption_partial"] == [partial[caption] for caption in row["captions"]]
+    assert any(factor for factor in test["family_factor"])  # some variant: siblings exist
+    train, _ = build("synthetic", split="train", **bench)
+    assert not set(FAMILY_COLUMNS) & set(train.column_names)  # concatenates with any corpus
+    assert set(FAMILY_COLUMNS) <= set(build("synthetic", split="train", family_labels=True, **bench)[0].column_names)
+    paragraph, _ = build("synthetic", split="test", paragraph=True, **bench)
+    assert not any(flag for flags in paragraph["caption_partial"] for flag in flags)
+
+
+def test_two_stage_evaluation_reports_families_for_both_stages():
+    torch.manual_seed(0)
+    config = tiny_config(num_t2v_layers=1)
+    model = T2V2TModel(config).eval()
+    inputs = tiny_inputs(config, batch=8, seed=1)
+    videos = tiny_inputs(config, batch=4, seed=2)["pixel_values_videos"]
+    text_to_video = torch.tensor([0, 0, 1, 1, 2, 2, 3, 3])
+    labels = FamilyLabels(["a", "a", "a", "b"], ["", "order", "motion", ""], [False, True] * 4)
+    result = evaluate_two_stage(model, [{"input_ids": inputs["input_ids"], "attention_mask": inputs["attention_mask"]}],
+                                [videos], text_to_video, 4, k=2, progress=False, family_labels=labels)
+    assert result.families["embedding"] == family_win_rates(result.similarity, text_to_video, labels)
+    assert result.families["reranked"] == family_win_rates(result.t2v_scores, text_to_video, labels)
+    assert set(result.families["embedding"]) == {"order", "motion", "partial", "all"}
+    assert evaluate_two_stage(model, [{"input_ids": inputs["input_ids"]}], [videos], text_to_video, 4, k=2,
+                              progress=False).families == {}
+
+
+def test_evaluate_retrieval_script_prints_and_saves_families(bench, tmp_path, capsys):
+    from training import evaluate_retrieval
+
+    folder = tmp_path / "checkpoint"
+    config = tiny_config(vision_config=dict(image_size=32, num_frames=2))
+    T2V2TModel(config).save_pretrained(folder)
+    T2V2TProcessor(T2V2TVideoProcessor.from_vision_config(config.vision_config), tiny_tokenizer(folder / "tok"),
+                   max_length=16).save_pretrained(folder)
+    report = evaluate_retrieval.main(["--model_name_or_path", str(folder), "--dataset", "synthetic",
+                                      "--dataset_kwargs", json.dumps({**bench, "split": "test"}), "--k", "2"])
+    assert set(report["families"]) == {"embedding", "reranked"}
+    assert report["families"]["embedding"]["all"]["pairs"] > 0
+    assert "Hard-negative families" in capsys.readouterr().out
