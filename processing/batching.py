@@ -136,17 +136,13 @@ class VideoTextCollator:
         return {**batch, **skipped}
 
 
-class MediaTypeBatchSampler(torch.utils.data.Sampler):
-    """
-    Batches that each hold one media type (images are 1-frame clips, videos have T frames, so they cannot share a
-    tensor), shuffled within each type and interleaved in a random order every epoch, as VindLU alternates image
-    and video batches in pretraining. Under `accelerate`, whole batches are sharded across processes.
-    """
+class EpochBatchSampler(torch.utils.data.Sampler):
+    """Base of the batch samplers here: `batch_size`, a `seed` to which the epoch (`set_epoch`, called by the
+    Trainer/accelerate each epoch) is added, and `drop_last` for the last, incomplete batch."""
 
-    def __init__(self, media_types: list[str], batch_size: int, seed: int = 0, drop_last: bool = False):
-        self.groups = {}
-        for index, media in enumerate(media_types):
-            self.groups.setdefault(media, []).append(index)
+    def __init__(self, batch_size: int, seed: int = 0, drop_last: bool = False):
+        if batch_size < 1:
+            raise ValueError(f"{type(self).__name__}.batch_size={batch_size} must be >= 1.")
         self.batch_size = batch_size
         self.seed = seed
         self.drop_last = drop_last
@@ -155,27 +151,45 @@ class MediaTypeBatchSampler(torch.utils.data.Sampler):
     def set_epoch(self, epoch: int) -> None:
         self.epoch = epoch
 
+    def _generator(self) -> torch.Generator:
+        return torch.Generator().manual_seed(self.seed + self.epoch)
+
+    def _cut(self, order: list[int]) -> list[list[int]]:
+        """`order` cut into batches of `batch_size` (the last one dropped if incomplete and `drop_last`)."""
+        batches = [order[start:start + self.batch_size] for start in range(0, len(order), self.batch_size)]
+        return [batch for batch in batches if len(batch) == self.batch_size or not self.drop_last]
+
+    def _num_batches(self, count: int) -> int:
+        full, rest = divmod(count, self.batch_size)
+        return full + (1 if rest and not self.drop_last else 0)
+
+
+class MediaTypeBatchSampler(EpochBatchSampler):
+    """
+    Batches that each hold one media type (images are 1-frame clips, videos have T frames, so they cannot share a
+    tensor), shuffled within each type and interleaved in a random order every epoch, as VindLU alternates image
+    and video batches in pretraining. Under `accelerate`, whole batches are sharded across processes.
+    """
+
+    def __init__(self, media_types: list[str], batch_size: int, seed: int = 0, drop_last: bool = False):
+        super().__init__(batch_size, seed, drop_last)
+        self.groups = {}
+        for index, media in enumerate(media_types):
+            self.groups.setdefault(media, []).append(index)
+
     def _batches(self) -> list[list[int]]:
-        generator = torch.Generator().manual_seed(self.seed + self.epoch)
+        generator = self._generator()
         batches = []
         for media in sorted(self.groups):
             indices = self.groups[media]
-            order = [indices[i] for i in torch.randperm(len(indices), generator=generator).tolist()]
-            for start in range(0, len(order), self.batch_size):
-                batch = order[start:start + self.batch_size]
-                if len(batch) == self.batch_size or not self.drop_last:
-                    batches.append(batch)
+            batches += self._cut([indices[i] for i in torch.randperm(len(indices), generator=generator).tolist()])
         return [batches[i] for i in torch.randperm(len(batches), generator=generator).tolist()]
 
     def __iter__(self):
         yield from self._batches()
 
     def __len__(self) -> int:
-        total = 0
-        for group in self.groups.values():
-            full, rest = divmod(len(group), self.batch_size)
-            total += full + (1 if rest and not self.drop_last else 0)
-        return total
+        return sum(self._num_batches(len(group)) for group in self.groups.values())
 
 
 class CaptionCollator:

@@ -8,8 +8,10 @@ per video, so that the siblings of each video are its in-batch negatives.
 
 import torch
 
+from .batching import EpochBatchSampler
 
-class GroupBatchSampler(torch.utils.data.Sampler):
+
+class GroupBatchSampler(EpochBatchSampler):
     """
     Batches of caption-pair indices in which the videos of a group sit together.
 
@@ -28,8 +30,7 @@ class GroupBatchSampler(torch.utils.data.Sampler):
 
     def __init__(self, video_index: list[int], group_of_video: list, batch_size: int, seed: int = 0,
                  drop_last: bool = False):
-        if batch_size < 1:
-            raise ValueError(f"GroupBatchSampler.batch_size={batch_size} must be >= 1.")
+        super().__init__(batch_size, seed, drop_last)
         self.pairs_of_video = {}
         for pair, video in enumerate(video_index):
             if not 0 <= video < len(group_of_video):
@@ -40,16 +41,9 @@ class GroupBatchSampler(torch.utils.data.Sampler):
         for video in sorted(self.pairs_of_video):
             self.videos_of_group.setdefault(group_of_video[video], []).append(video)
         self.num_pairs = len(video_index)
-        self.batch_size = batch_size
-        self.seed = seed
-        self.drop_last = drop_last
-        self.epoch = 0
-
-    def set_epoch(self, epoch: int) -> None:
-        self.epoch = epoch
 
     def _order(self) -> list[int]:
-        generator = torch.Generator().manual_seed(self.seed + self.epoch)
+        generator = self._generator()
         dealt = {video: [pairs[i] for i in torch.randperm(len(pairs), generator=generator).tolist()]
                  for video, pairs in self.pairs_of_video.items()}
         groups = list(self.videos_of_group.values())
@@ -60,15 +54,10 @@ class GroupBatchSampler(torch.utils.data.Sampler):
         return order
 
     def __iter__(self):
-        order = self._order()
-        for start in range(0, len(order), self.batch_size):
-            batch = order[start:start + self.batch_size]
-            if len(batch) == self.batch_size or not self.drop_last:
-                yield batch
+        yield from self._cut(self._order())
 
     def __len__(self) -> int:
-        full, rest = divmod(self.num_pairs, self.batch_size)
-        return full + (1 if rest and not self.drop_last else 0)
+        return self._num_batches(self.num_pairs)
 
 
 __all__ = ["GroupBatchSampler"]
