@@ -63,7 +63,8 @@ examples:
       --train_data '[{"builder": "msrvtt", "split": "train_9k", "annotation_dir": "msrvtt_data", "video_root": "videos"}]'
 
 A JSON config's keys are the option names without "--"; keys starting with "_" are comments. The run's effective
-configuration is saved as OUTPUT_DIR/training_config.json (evaluate_retrieval.py and push_to_hub.py read it).
+configuration is saved as OUTPUT_DIR/training_config.json (evaluate_retrieval.py and push_to_hub.py read it); the
+test split's metrics as OUTPUT_DIR/test_results.json and every test query's rank as OUTPUT_DIR/test_ranks.json.
 """
 
 
@@ -164,7 +165,7 @@ def main(argv=None, pretraining: bool = False, description: str = DESCRIPTION, e
     # 5. The test split, once, after selection.
     test_metrics = None
     if test is not None:
-        test_metrics = trainer.evaluate(test, metric_key_prefix="test")
+        test_metrics = trainer.evaluate(test, metric_key_prefix="test", save_ranks=True)  # + test_ranks.json
         if trainer.is_world_process_zero():
             print(f"\nTest split ({len(test)} videos):\n{metrics_table(test_metrics, 'test')}\n")
             families = unflatten_family_metrics(test_metrics, "test")

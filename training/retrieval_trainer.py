@@ -6,7 +6,9 @@ Data plumbing is passed in (`retrieval_loaders`, `train_batch_sampler`), so this
 package.
 """
 
+import json
 from collections.abc import Callable
+from pathlib import Path
 
 import torch
 import torch.distributed as dist
@@ -16,6 +18,7 @@ from transformers.utils import logging
 
 from modeling_t2v2t.retrieval.evaluation import evaluate_two_stage
 from modeling_t2v2t.retrieval.families import FamilyLabels, flatten_family_metrics
+from modeling_t2v2t.retrieval.query_ranks import ranks_record
 
 logger = logging.get_logger(__name__)
 
@@ -41,6 +44,8 @@ class RetrievalTrainer(Trainer):
     labels. Set
     `metric_for_best_model="mean_recall"` with `load_best_model_at_end=True` to keep the best validation checkpoint.
     Pass only the validation split as `eval_dataset`; the test split is for the final report, never for selection.
+    `evaluate(..., save_ranks=True)` also writes every query's rank to `OUTPUT_DIR/{prefix}_ranks.json`
+    (`modeling_t2v2t.retrieval.query_ranks.ranks_record`), for paired statistics across runs.
 
     Skipped clips: a batch's `"num_skipped"` (from `VideoTextCollator(skip_bad=True)`, counted in whichever
     DataLoader worker decoded it) is popped before the model and summed; `train()` adds the total over all processes
@@ -115,15 +120,20 @@ class RetrievalTrainer(Trainer):
         )
         return self.accelerator.prepare(loader)
 
-    def _retrieval_metrics(self, dataset, metric_key_prefix: str) -> dict[str, float]:
+    def _retrieval_metrics(self, dataset, metric_key_prefix: str, save_ranks: bool = False) -> dict[str, float]:
         captions, videos, text_to_video, num_videos = self.retrieval_loaders(dataset)
         was_training = self.model.training
         result = evaluate_two_stage(
             self.model, captions, videos, text_to_video, num_videos, k=self.k_test or None,
             rerank=False if self.k_test == 0 else None, progress=not self.args.disable_tqdm,
-            family_labels=FamilyLabels.from_dataset(dataset),
+            family_labels=FamilyLabels.from_dataset(dataset), query_ranks=save_ranks,
         )
         self.model.train(was_training)
+        if save_ranks:
+            path = Path(self.args.output_dir) / f"{metric_key_prefix}_ranks.json"
+            path.parent.mkdir(parents=True, exist_ok=True)
+            path.write_text(json.dumps(ranks_record(result.ranks, text_to_video, num_videos, dataset)))
+            logger.info(f"Per-query ranks of the {metric_key_prefix} split: {path}")
         metrics = {f"{metric_key_prefix}_{stage}_{name}": value
                    for stage, values in result.metrics.items() for name, value in values.items()}
         selected = result.metrics.get("reranked", result.metrics["embedding"])
@@ -133,13 +143,17 @@ class RetrievalTrainer(Trainer):
         metrics.update(flatten_family_metrics(result.families, metric_key_prefix))
         return metrics
 
-    def evaluate(self, eval_dataset=None, ignore_keys=None, metric_key_prefix: str = "eval") -> dict[str, float]:
+    def evaluate(self, eval_dataset=None, ignore_keys=None, metric_key_prefix: str = "eval",
+                 save_ranks: bool = False) -> dict[str, float]:
+        """Retrieval metrics of `eval_dataset` (default: the validation split); `save_ranks` also writes every
+        query's rank to `OUTPUT_DIR/{metric_key_prefix}_ranks.json` (from the process that evaluates)."""
         dataset = self.eval_dataset if eval_dataset is None else eval_dataset
         if dataset is None:
             raise ValueError("RetrievalTrainer.evaluate needs a gallery: pass eval_dataset (the validation split).")
         # One process evaluates the whole gallery (no pairs are split across processes); the others wait and
         # receive the metrics, which every process needs to track the best checkpoint.
-        metrics = [self._retrieval_metrics(dataset, metric_key_prefix) if self.args.process_index == 0 else None]
+        metrics = [self._retrieval_metrics(dataset, metric_key_prefix, save_ranks)
+                   if self.args.process_index == 0 else None]
         if dist.is_available() and dist.is_initialized() and dist.get_world_size() > 1:
             dist.broadcast_object_list(metrics, src=0)
         metrics = metrics[0]

@@ -29,7 +29,7 @@ from transformers.utils import logging
 
 from ..modeling_t2v2t import T2V2TTextEncoding, T2V2TVideoEncoding
 from .families import FamilyLabels, family_pairs, family_win_rates
-from .metrics import T2V_CONVENTION, V2T_CONVENTIONS, retrieval_metrics
+from .metrics import T2V_CONVENTION, V2T_CONVENTIONS, ranks_text_to_video, ranks_video_to_text, retrieval_metrics
 
 logger = logging.get_logger(__name__)
 
@@ -43,6 +43,8 @@ class TwoStageResult:
     embedding order). `num_pairs_scored`: joint-encoder evaluations. `timings`: seconds per stage.
     `conventions`: which ranking convention produced the numbers of each direction (`{"t2v": ..., "v2t": ...}`).
     `families`: with `family_labels`, `{"embedding"|"reranked": family_win_rates(...)}` (see `families`).
+    `ranks`: with `query_ranks=True`, `{"embedding"|"reranked": {"t2v": (texts,), "v2t": (videos,)}}` per-query
+    1-based ranks from the same scores and conventions as `metrics` (`ranks_text_to_video`, `ranks_video_to_text`).
     """
 
     metrics: dict[str, dict[str, float]]
@@ -53,6 +55,7 @@ class TwoStageResult:
     timings: dict[str, float] = field(default_factory=dict)
     conventions: dict[str, str] = field(default_factory=dict)
     families: dict[str, dict] = field(default_factory=dict)
+    ranks: dict[str, dict[str, np.ndarray]] = field(default_factory=dict)
 
 
 def metric_conventions(v2t_convention: str = "best_caption") -> dict[str, str]:
@@ -245,6 +248,7 @@ def evaluate_two_stage(
     v2t_convention: str = "best_caption",
     use_joint_cache: bool | None = None,
     family_labels: FamilyLabels | None = None,
+    query_ranks: bool = False,
 ) -> TwoStageResult:
     """
     Evaluate text↔video retrieval of `model` on a gallery, embedding-only and reranked.
@@ -267,6 +271,7 @@ def evaluate_two_stage(
             `False` for the straightforward reference path (every pair re-projects the video tokens).
         family_labels: hard-negative families of the gallery (`FamilyLabels`): `result.families` then holds each
             family's win rate of a caption's own video over its siblings, embedding-only and reranked (t2v scores).
+        query_ranks: also keep every query's rank in `result.ranks` (for paired statistics across runs).
     """
     conventions = metric_conventions(v2t_convention)
     has_joint = getattr(model.config, "has_joint_encoder", False)
@@ -299,6 +304,8 @@ def evaluate_two_stage(
         timings["similarity"] = time.perf_counter() - started
         metrics = {"embedding": retrieval_metrics(similarity, text_to_video, v2t_convention=v2t_convention)}
         result = TwoStageResult(metrics=metrics, similarity=similarity, timings=timings, conventions=conventions)
+        if query_ranks:
+            result.ranks["embedding"] = _query_ranks(similarity, similarity, text_to_video, v2t_convention)
         pairs_by_family = None if family_labels is None else family_pairs(family_labels, text_to_video)
         if pairs_by_family is not None:
             result.families["embedding"] = family_win_rates(similarity, text_to_video, family_labels, pairs_by_family)
@@ -322,7 +329,16 @@ def evaluate_two_stage(
                                             v2t_convention=v2t_convention)
     if pairs_by_family is not None:
         result.families["reranked"] = family_win_rates(result.t2v_scores, text_to_video, family_labels, pairs_by_family)
+    if query_ranks:
+        result.ranks["reranked"] = _query_ranks(result.t2v_scores, result.v2t_scores, text_to_video, v2t_convention)
     return result
+
+
+def _query_ranks(t2v_scores: torch.Tensor, v2t_scores: torch.Tensor, text_to_video,
+                 v2t_convention: str) -> dict[str, np.ndarray]:
+    """Per-query ranks of one stage, from the scores `retrieval_metrics` read for it (each direction its own)."""
+    return {"t2v": ranks_text_to_video(t2v_scores, text_to_video),
+            "v2t": ranks_video_to_text(v2t_scores, text_to_video, v2t_convention=v2t_convention)}
 
 
 __all__ = ["evaluate_two_stage", "TwoStageResult", "VideoTokenStore", "candidate_pairs", "metric_conventions",
