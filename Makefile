@@ -37,7 +37,8 @@ test: setup
 test-fast: setup
 	$(PY) -m pytest -q -m "not slow" tests
 
-# Every method, same budget, several seeds, on the synthetic benchmark -> results/ablation.md and .png.
+# Every method, same budget, several seeds, on the synthetic benchmark -> results/ablation_runs/ (one file per
+# run, resumable), results/ablation.md (with paired-bootstrap comparisons) and .png.
 ablation: setup
 	$(PY) -m training.ablation
 

@@ -8,7 +8,7 @@ import torch
 from test_training import ROOT, run_config
 from tiny_models import TINY_MODEL
 
-from training import ablation
+from training import ablation, ablation_report
 
 CONFIG = ROOT / "training" / "configs" / "ablation" / "synthetic.json"
 
@@ -37,7 +37,7 @@ def fake_run(r1: float, minutes: float, reranked: bool) -> dict:
     test = {}
     for stage in ("embedding", "reranked") if reranked else ("embedding",):
         for direction in ("t2v", "v2t"):
-            for metric in ablation.METRICS:
+            for metric in ablation_report.METRICS:
                 test[f"test_{stage}_{direction}_{metric}"] = r1 + (1 if stage == "reranked" else 0)
     return {"test": test, "train_runtime": minutes * 60, "wall_seconds": minutes * 60 + 5}
 
@@ -45,15 +45,15 @@ def fake_run(r1: float, minutes: float, reranked: bool) -> dict:
 def test_summary_is_mean_and_std_over_seeds_of_each_methods_own_scores(tmp_path):
     runs = {"dual": [fake_run(2.0, 1.0, False), fake_run(4.0, 3.0, False)],
             "joint": [fake_run(5.0, 2.0, True), fake_run(6.0, 2.0, True)]}
-    table = ablation.summarise(runs)
+    table = ablation_report.summarise(runs)
     assert table["dual"]["stage"] == "embedding" and table["joint"]["stage"] == "reranked"
     assert table["dual"]["t2v_R1"] == (3.0, statistics.stdev([2.0, 4.0]))
     assert table["joint"]["v2t_MnR"] == (6.5, statistics.stdev([6.0, 7.0]))  # the reranked numbers (+1)
     assert table["dual"]["train_minutes"] == (2.0, statistics.stdev([1.0, 3.0]))
-    assert ablation.summarise(runs, stage="embedding")["joint"]["t2v_R1"][0] == 5.5
-    text = ablation.markdown_table(table, {"dual": "dual encoder"})
-    assert "| dual encoder | embedding | 3.0 ± 1.4 |" in text and "| joint | reranked | 6.5 ± 0.7 |" in text
-    ablation.bar_chart(table, {}, chance=0.4, path=tmp_path / "chart.png")
+    assert ablation_report.summarise(runs, stage="embedding")["joint"]["t2v_R1"][0] == 5.5
+    text = ablation_report.markdown_table(table, {"dual": "dual encoder"})
+    assert "| dual encoder | embedding | 2 | 3.0 ± 1.4 |" in text and "| joint | reranked | 2 | 6.5 ± 0.7 |" in text
+    ablation_report.bar_chart(table, {}, chance=0.4, path=tmp_path / "chart.png")
     assert (tmp_path / "chart.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
 
@@ -71,27 +71,30 @@ def test_a_tiny_ablation_end_to_end(tmp_path, tmp_path_factory):
                         save_strategy="steps", save_steps=1)
     shared.pop("output_dir")
     config = {"_budget": "2 steps", "seeds": [0, 1], "test_videos": 2, "shared": shared,
-              "variants": {"dual": {"_label": "dual encoder", "model_config": {"fusion_mode": "none"}},
-                           "t2v2t": {"model_config": {"fusion_mode": "t2v2t"}}}}
+              "variants": {"dual_encoder": {"_label": "dual encoder", "model_config": {"fusion_mode": "none"}},
+                           "t2v2t_self": {"model_config": {"fusion_mode": "t2v2t"}}}}
     (tmp_path / "ablation.json").write_text(json.dumps(config))
-    ablation.main(["--config", str(tmp_path / "ablation.json"), "--output-dir", str(tmp_path / "runs"),
-                   "--results-dir", str(tmp_path / "results")])
+    arguments = ["--config", str(tmp_path / "ablation.json"), "--output-dir", str(tmp_path / "runs"),
+                 "--results-dir", str(tmp_path / "results")]
+    ablation.main(arguments)
     report = (tmp_path / "results" / "ablation.md").read_text()
-    assert "| dual encoder | embedding |" in report and "| t2v2t | reranked |" in report
-    runs = json.loads((tmp_path / "results" / "ablation_runs.json").read_text())
-    assert [run["seed"] for run in runs["t2v2t"]] == [0, 1]
-    seed0 = json.loads((tmp_path / "runs" / "t2v2t" / "seed0" / "run.json").read_text())
+    assert "| dual encoder | embedding | 2 |" in report and "| t2v2t_self | reranked | 2 |" in report
+    assert "| best joint model vs dual encoder | t2v2t_self | dual encoder |" in report
+    saved = json.loads(ablation.result_path(tmp_path / "results", "t2v2t_self", 1).read_text())
+    assert saved["seed"] == 1 and saved["config_sha256"] == ablation.config_hash(
+        ablation.run_config(config, "t2v2t_self", 1, "anywhere"))
+    assert len(saved["test_ranks"]["ranks"]["reranked"]["t2v"]) == saved["test_ranks"]["num_captions"]
+    seed0 = json.loads((tmp_path / "runs" / "t2v2t_self" / "seed0" / "run.json").read_text())
     assert seed0["seed"] == 0 and seed0["model_config"]["fusion_mode"] == "t2v2t"
     assert seed0["model_config"]["text_config"] == TINY_MODEL["text_config"]
     # two seeds train different models
     from safetensors.torch import load_file
 
-    first, second = (load_file(tmp_path / "runs" / "t2v2t" / f"seed{s}" / "model.safetensors") for s in (0, 1))
+    first, second = (load_file(tmp_path / "runs" / "t2v2t_self" / f"seed{s}" / "model.safetensors") for s in (0, 1))
     assert any(not torch.equal(first[name], second[name]) for name in first)
-    # a finished run is not trained again: the second call only re-reads results
-    before = (tmp_path / "runs" / "dual" / "seed0" / "test_results.json").stat().st_mtime_ns
-    ablation.main(["--config", str(tmp_path / "ablation.json"), "--output-dir", str(tmp_path / "runs"),
-                   "--results-dir", str(tmp_path / "results"), "--variants", "dual"])
-    assert (tmp_path / "runs" / "dual" / "seed0" / "test_results.json").stat().st_mtime_ns == before
+    # a run whose result is there is not trained again: the second call only re-reads results
+    before = ablation.result_path(tmp_path / "results", "dual_encoder", 0).stat().st_mtime_ns
+    ablation.main(arguments + ["--variants", "dual_encoder"])
+    assert ablation.result_path(tmp_path / "results", "dual_encoder", 0).stat().st_mtime_ns == before
     with pytest.raises(ValueError, match="unknown \\['nope'\\]"):
         ablation.main(["--config", str(tmp_path / "ablation.json"), "--variants", "nope"])

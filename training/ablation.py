@@ -1,28 +1,39 @@
 """The ablation on the built-in synthetic benchmark: every method trained with the same budget and data, several
-seeds each, selected on validation, reported on test.
+seeds each, selected on validation, reported on test with paired-bootstrap comparisons.
 
-    python training/ablation.py                                   # training/configs/ablation/synthetic.json
-    python training/ablation.py --variants dual_encoder,t2v2t_self --seeds 0 1 2
+    python -m training.ablation                                   # training/configs/ablation/synthetic.json
+    python -m training.ablation --variants dual_encoder,t2v2t_self --seeds 5 6   # add seeds to two methods
+    python -m training.ablation --report-only                     # results/ablation.md from the committed runs
+    python -m training.ablation --git-commit                      # commit each run's result as it finishes
 
-Each run is `python training/finetune.py RUN.json` in its own process (clean state, honest wall-clock time), where
-RUN.json is the config's shared settings plus the variant's model fields and the seed. A finished run (its
-`test_results.json` exists) is not trained again, so an interrupted ablation resumes. Writes `results/ablation.md`
-(mean ± std over seeds), `results/ablation.png` (bar chart) and `results/ablation_runs.json` (every run's numbers).
+Each run is `python -m training.finetune RUN.json` in its own process (clean state, honest wall-clock time), where
+RUN.json is the config's shared settings plus the variant's model fields and the seed. Each finished run's result
+(test metrics, every test query's rank, training and wall time, and a hash of RUN.json) is written to
+`results/ablation_runs/<variant>/seed<K>.json`, meant to be committed: a run whose result file exists with the same
+config hash is not trained again, so an interrupted ablation resumes run by run and a later session extends it by
+adding seeds or variants; a result made with another config is rerun and replaced (logged). The report
+(`results/ablation.md`, `results/ablation.png`; see `training/ablation_report.py`) is built from every result file
+of the current config, whichever invocation made it.
 """
 
 import argparse
 import copy
+import datetime
+import hashlib
 import json
 import logging
-import statistics
+import shutil
 import subprocess
 import sys
 import time
 from pathlib import Path
 
+from training.ablation_report import bar_chart, build_report, summarise
+
 logger = logging.getLogger("ablation")
 ROOT = Path(__file__).resolve().parent.parent
-METRICS = ("R1", "R5", "R10", "MdR", "MnR")
+RUNS_FOLDER = "ablation_runs"  # under the results folder: <variant>/seed<K>.json, and invocations.json
+INVOCATIONS_FILE = "invocations.json"
 
 
 def merge(base: dict, override: dict) -> dict:
@@ -36,7 +47,7 @@ def merge(base: dict, override: dict) -> dict:
     return merged
 
 
-def run_config(config: dict, variant: str, seed: int, run_dir: Path) -> dict:
+def run_config(config: dict, variant: str, seed: int, run_dir) -> dict:
     spec = config["variants"][variant]
     run = merge(config["shared"], {key: value for key, value in spec.items() if not key.startswith("_")})
     if "model_config_replace" in run:  # a method whose config is not the shared T2V2T one (X-Pool, CRET)
@@ -45,89 +56,169 @@ def run_config(config: dict, variant: str, seed: int, run_dir: Path) -> dict:
     return run
 
 
-def train(run: dict, run_dir: Path) -> dict:
-    """Train one run in its own process (or reuse a finished one); its test metrics and training time."""
-    results_file = run_dir / "test_results.json"
-    if not results_file.exists():
-        run_dir.mkdir(parents=True, exist_ok=True)
-        (run_dir / "run.json").write_text(json.dumps(run, indent=1))
-        started = time.perf_counter()
-        with open(run_dir / "train.log", "w") as log:
-            process = subprocess.run([sys.executable, "-m", "training.finetune", str(run_dir / "run.json")],
-                                     cwd=ROOT, stdout=log, stderr=subprocess.STDOUT)
+def config_hash(run: dict) -> str:
+    """sha256 of a run's finetune config, without its output folder (where a run is trained changes nothing)."""
+    settings = {key: value for key, value in run.items() if key != "output_dir"}
+    return hashlib.sha256(json.dumps(settings, sort_keys=True).encode()).hexdigest()
+
+
+def result_path(results_dir: Path, variant: str, seed: int) -> Path:
+    return Path(results_dir) / RUNS_FOLDER / variant / f"seed{seed}.json"
+
+
+def dumps_result(result: dict) -> str:
+    """Indented JSON with the rank lists on one line each (short diffs, readable metrics)."""
+    lists = {}
+
+    def placeholder(value):
+        if isinstance(value, list) and len(value) > 8:
+            lists[f"@@{len(lists)}@@"] = json.dumps(value)
+            return f"@@{len(lists) - 1}@@"
+        return {key: placeholder(item) for key, item in value.items()} if isinstance(value, dict) else value
+
+    text = json.dumps(placeholder(result), indent=1)
+    for key, compact in lists.items():
+        text = text.replace(f'"{key}"', compact)
+    return text + "\n"
+
+
+def launch(run_dir: Path) -> int:
+    """Train one run: `python -m training.finetune run.json` in its own process; its exit status."""
+    with open(run_dir / "train.log", "w") as log:
+        return subprocess.run([sys.executable, "-m", "training.finetune", str(run_dir / "run.json")], cwd=ROOT,
+                              stdout=log, stderr=subprocess.STDOUT).returncode
+
+
+def collect(run_dir: Path, digest: str) -> dict | None:
+    """A finished run's result from its folder, or None when the folder holds no finished run of this config."""
+    needed = ("run.json", "test_results.json", "test_ranks.json", "train_results.json", "wall_time.json")
+    if not all((run_dir / name).exists() for name in needed):
+        return None
+    if config_hash(json.loads((run_dir / "run.json").read_text())) != digest:
+        return None
+    ranks = json.loads((run_dir / "test_ranks.json").read_text())
+    ranks.pop("caption_video_ids", None)  # the caption-order hash identifies the queries; ids would triple the size
+    wall = json.loads((run_dir / "wall_time.json").read_text())
+    return {"test": json.loads((run_dir / "test_results.json").read_text()),
+            "train_runtime": json.loads((run_dir / "train_results.json").read_text())["train_runtime"],
+            "wall_seconds": wall["wall_seconds"], "invocation": wall.get("invocation"), "test_ranks": ranks}
+
+
+def train(run: dict, run_dir: Path, digest: str, invocation: str) -> dict:
+    """Train one run from scratch in `run_dir` (an unfinished or stale run folder there is removed first)."""
+    if run_dir.exists():
+        if not (run_dir / "run.json").exists():
+            raise RuntimeError(f"{run_dir} exists but holds no run.json: not an ablation run folder; move it away.")
+        logger.info("Removing the unfinished or stale run folder %s", run_dir)
+        shutil.rmtree(run_dir)
+    run_dir.mkdir(parents=True)
+    (run_dir / "run.json").write_text(json.dumps(run, indent=1))
+    started = time.perf_counter()
+    returncode = launch(run_dir)
+    if returncode != 0:
+        raise RuntimeError(f"Run {run_dir} failed (exit {returncode}); see {run_dir / 'train.log'}.")
+    (run_dir / "wall_time.json").write_text(json.dumps({"wall_seconds": time.perf_counter() - started,
+                                                        "invocation": invocation}))
+    result = collect(run_dir, digest)
+    if result is None:
+        raise RuntimeError(f"Run {run_dir} finished without test_results.json / test_ranks.json.")
+    return result
+
+
+def git_commit(paths: list[Path], message: str) -> None:
+    """Commit these files only (whatever else is staged stays staged); a failure is logged, not raised."""
+    cwd = paths[0].parent
+    names = [str(path.resolve()) for path in paths]
+    for command in (["git", "add", "--", *names], ["git", "commit", "-q", "-m", message, "--", *names]):
+        process = subprocess.run(command, cwd=cwd, capture_output=True, text=True)
         if process.returncode != 0:
-            raise RuntimeError(f"Run {run_dir} failed (exit {process.returncode}); see {run_dir / 'train.log'}.")
-        (run_dir / "wall_time.json").write_text(json.dumps({"wall_seconds": time.perf_counter() - started}))
-    metrics = json.loads(results_file.read_text())
-    train_metrics = json.loads((run_dir / "train_results.json").read_text())
-    return {"test": metrics, "train_runtime": train_metrics["train_runtime"],
-            "wall_seconds": json.loads((run_dir / "wall_time.json").read_text())["wall_seconds"]}
+            logger.warning("%s failed: %s", " ".join(command[:2]), (process.stderr or process.stdout).strip())
+            return
 
 
-def selected_stage(metrics: dict) -> str:
-    """The scores each method retrieves with: reranked when it has a joint encoder, else embedding-only."""
-    return "reranked" if "test_reranked_t2v_R1" in metrics else "embedding"
+def ensure_run(config: dict, variant: str, seed: int, output_dir: Path, results_dir: Path, invocation: str,
+               commit: bool = False) -> str:
+    """Make sure `results_dir`'s result of (variant, seed) is of the current config: "reused" (it was),
+    "collected" (a finished run folder of this config), or "trained". Returns which."""
+    run_dir = Path(output_dir) / variant / f"seed{seed}"
+    run = run_config(config, variant, seed, run_dir)
+    digest = config_hash(run)
+    path = result_path(results_dir, variant, seed)
+    previous = json.loads(path.read_text()) if path.exists() else None
+    if previous is not None and previous.get("config_sha256") == digest:
+        return "reused"
+    if previous is not None:
+        logger.warning("%s was made with another config (%s…, now %s…): rerunning it.", path,
+                       str(previous.get("config_sha256"))[:12], digest[:12])
+    outcome, result = "collected", collect(run_dir, digest)
+    if result is None:
+        outcome, result = "trained", train(run, run_dir, digest, invocation)
+    label = config["variants"][variant].get("_label", variant)
+    record = {"variant": variant, "label": label, "seed": seed, "config_sha256": digest, **result}
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(dumps_result(record))
+    if previous is not None:
+        logger.warning("Replaced %s (config %s… -> %s…).", path, str(previous.get("config_sha256"))[:12], digest[:12])
+    if commit:
+        git_commit([path], f"ablation: {variant} seed {seed} ({'replaces a run of another config; ' if previous else ''}"
+                           f"config {digest[:12]})")
+    return outcome
 
 
-def mean_std(values: list[float]) -> tuple[float, float]:
-    return statistics.fmean(values), (statistics.stdev(values) if len(values) > 1 else 0.0)
-
-
-def summarise(runs: dict[str, list[dict]], stage: str | None = None) -> dict[str, dict]:
-    """{variant: {"t2v_R1": (mean, std), ..., "train_minutes": (mean, std), "stage": ...}} over seeds."""
-    table = {}
-    for variant, seeds in runs.items():
-        chosen = stage or selected_stage(seeds[0]["test"])
-        if any(f"test_{chosen}_t2v_R1" not in run["test"] for run in seeds):
+def load_runs(config: dict, results_dir: Path) -> tuple[dict[str, list[dict]], list[str]]:
+    """Every committed result of the config's variants whose config hash is the current one's (variant -> results
+    by seed), and the result files left out (another config, or a variant the config lacks)."""
+    runs, ignored = {variant: [] for variant in config["variants"]}, []
+    folder = Path(results_dir) / RUNS_FOLDER
+    for path in sorted(folder.glob("*/seed*.json")):
+        variant = path.parent.name
+        record = json.loads(path.read_text())
+        if variant not in config["variants"]:
+            ignored.append(str(path.relative_to(folder)))
             continue
-        row = {"stage": chosen, "seeds": len(seeds)}
-        for direction in ("t2v", "v2t"):
-            for metric in METRICS:
-                row[f"{direction}_{metric}"] = mean_std([run["test"][f"test_{chosen}_{direction}_{metric}"]
-                                                         for run in seeds])
-        row["train_minutes"] = mean_std([run["train_runtime"] / 60 for run in seeds])
-        table[variant] = row
-    return table
+        if record.get("config_sha256") != config_hash(run_config(config, variant, record["seed"], "")):
+            ignored.append(f"{path.relative_to(folder)} (another config)")
+            continue
+        runs[variant].append(record)
+    for records in runs.values():
+        records.sort(key=lambda record: record["seed"])
+    return {variant: records for variant, records in runs.items() if records}, ignored
 
 
-def markdown_table(table: dict[str, dict], labels: dict[str, str]) -> str:
-    header = ["method", "scores"] + [f"{d} {m}" for d in ("t2v", "v2t") for m in METRICS] + ["train min"]
-    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
-    for variant, row in table.items():
-        cells = [labels.get(variant, variant), row["stage"]]
-        for direction in ("t2v", "v2t"):
-            for metric in METRICS:
-                mean, std = row[f"{direction}_{metric}"]
-                cells.append(f"{mean:.1f} ± {std:.1f}")
-        mean, std = row["train_minutes"]
-        cells.append(f"{mean:.1f} ± {std:.1f}")
-        lines.append("| " + " | ".join(cells) + " |")
-    return "\n".join(lines)
+def load_invocations(results_dir: Path) -> dict[str, dict]:
+    path = Path(results_dir) / RUNS_FOLDER / INVOCATIONS_FILE
+    return json.loads(path.read_text()) if path.exists() else {}
 
 
-def bar_chart(table: dict[str, dict], labels: dict[str, str], chance: float, path: Path) -> None:
-    import matplotlib
+def record_invocation(results_dir: Path, invocation: str, wall_seconds: float, outcomes: dict[str, str]) -> Path:
+    """Append this invocation's start-to-end wall time and what it did to `ablation_runs/invocations.json`."""
+    path = Path(results_dir) / RUNS_FOLDER / INVOCATIONS_FILE
+    invocations = load_invocations(results_dir)
+    invocations[invocation] = {"wall_seconds": wall_seconds,
+                               "trained": sorted(run for run, outcome in outcomes.items() if outcome == "trained"),
+                               "reused_or_collected": sum(outcome != "trained" for outcome in outcomes.values())}
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(invocations, indent=1) + "\n")
+    return path
 
-    matplotlib.use("Agg")  # no display: write the file only
-    import matplotlib.pyplot as plt
 
-    variants = list(table)
-    figure, axes = plt.subplots(1, 2, figsize=(12, 4.5))
-    for axis, metric in zip(axes, ("R1", "R5")):
-        for offset, direction in ((-0.2, "t2v"), (0.2, "v2t")):
-            means = [table[v][f"{direction}_{metric}"][0] for v in variants]
-            stds = [table[v][f"{direction}_{metric}"][1] for v in variants]
-            axis.bar([i + offset for i in range(len(variants))], means, width=0.4, yerr=stds, capsize=3,
-                     label=f"{direction} (mean ± std over seeds)")
-        axis.axhline(chance * (1 if metric == "R1" else 5), color="grey", linestyle="--", linewidth=1,
-                     label="chance (t2v)")
-        axis.set_xticks(range(len(variants)), [labels.get(v, v) for v in variants], rotation=30, ha="right")
-        axis.set_ylabel(f"{metric} (%)")
-        axis.set_title(f"Test {metric}, synthetic benchmark")
-        axis.legend(fontsize=8)
-    figure.tight_layout()
-    figure.savefig(path, dpi=120)
-    plt.close(figure)
+def write_report(config: dict, config_path: Path, results_dir: Path, num_replicates: int) -> str:
+    """results/ablation.md and .png from every committed result of the current config."""
+    runs, ignored = load_runs(config, results_dir)
+    if ignored:
+        logger.warning("Result files left out of the report: %s", ", ".join(ignored))
+    results_dir.mkdir(parents=True, exist_ok=True)
+    labels = {name: spec.get("_label", name) for name, spec in config["variants"].items()}
+    selected = summarise(runs)
+    chart = None
+    if selected:
+        bar_chart(selected, labels, 100.0 / int(config["test_videos"]), results_dir / "ablation.png")
+        chart = "ablation.png"
+    shown = config_path.relative_to(ROOT) if config_path.is_relative_to(ROOT) else config_path
+    report = build_report(config, runs, f"python -m training.ablation --config {shown}", load_invocations(results_dir),
+                          ignored, num_replicates, chart)
+    (results_dir / "ablation.md").write_text(report)
+    return report
 
 
 def main(argv=None) -> None:
@@ -137,54 +228,40 @@ def main(argv=None) -> None:
     parser.add_argument("--seeds", type=int, nargs="+", default=None, help="default: the config's seeds")
     parser.add_argument("--output-dir", default=str(ROOT / "outputs" / "ablation"), help="one folder per run")
     parser.add_argument("--results-dir", default=str(ROOT / "results"))
+    mode = parser.add_mutually_exclusive_group()
+    mode.add_argument("--runs-only", action="store_true", help="train the missing runs; no report")
+    mode.add_argument("--report-only", action="store_true", help="the report from the committed runs; no training")
+    parser.add_argument("--git-commit", action="store_true",
+                        help="commit each run's result file (and invocations.json) as soon as it is written")
+    parser.add_argument("--replicates", type=int, default=10_000, help="bootstrap replicates per comparison")
     args = parser.parse_args(argv)
     logging.basicConfig(format="%(asctime)s %(levelname)s %(name)s: %(message)s", level=logging.INFO)
 
-    config = json.loads(Path(args.config).read_text())
+    config_path = Path(args.config).resolve()
+    config = json.loads(config_path.read_text())
     variants = args.variants.split(",") if args.variants else list(config["variants"])
     unknown = sorted(set(variants) - set(config["variants"]))
     if unknown:
         raise ValueError(f"--variants: unknown {unknown}; the config has {sorted(config['variants'])}.")
     seeds = args.seeds or config["seeds"]
-    labels = {name: spec.get("_label", name) for name, spec in config["variants"].items()}
-
-    runs: dict[str, list[dict]] = {}
-    total = len(variants) * len(seeds)
-    for number, (variant, seed) in enumerate(((v, s) for v in variants for s in seeds), start=1):
-        run_dir = Path(args.output_dir) / variant / f"seed{seed}"
-        logger.info("[%d/%d] %s, seed %d -> %s", number, total, variant, seed, run_dir)
-        runs.setdefault(variant, []).append(train(run_config(config, variant, seed, run_dir), run_dir))
-
     results_dir = Path(args.results_dir)
-    results_dir.mkdir(parents=True, exist_ok=True)
-    (results_dir / "ablation_runs.json").write_text(json.dumps(
-        {variant: [{"seed": seed, **run} for seed, run in zip(seeds, seeded)] for variant, seeded in runs.items()},
-        indent=1))
-    selected, embedding = summarise(runs), summarise(runs, stage="embedding")
-    test_videos = int(config["test_videos"])
-    bar_chart(selected, labels, 100.0 / test_videos, results_dir / "ablation.png")
-    report = [
-        "# Ablation on the built-in synthetic benchmark",
-        "",
-        f"Command: `python training/ablation.py --config {Path(args.config).relative_to(ROOT) if Path(args.config).is_relative_to(ROOT) else args.config}"
-        f" --seeds {' '.join(map(str, seeds))}`. Budget per run (the same for every method): "
-        f"{config['_budget']}. Test split: {test_videos} videos (chance R@1 = {100 / test_videos:.2f}%). "
-        f"Mean ± std over {len(seeds)} seeds; checkpoints selected on validation mean recall; training time is "
-        "the Trainer's `train_runtime` (including validation passes).",
-        "",
-        "## Each method's own retrieval (reranked top-k for joint encoders, embedding-only otherwise)",
-        "",
-        markdown_table(selected, labels),
-        "",
-        "## Embedding-only retrieval for every method",
-        "",
-        markdown_table(embedding, labels),
-        "",
-        "![ablation](ablation.png)",
-        "",
-    ]
-    (results_dir / "ablation.md").write_text("\n".join(report))
-    print("\n".join(report))
+
+    if not args.report_only:
+        invocation = datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds")
+        started = time.perf_counter()
+        outcomes = {}
+        total = len(variants) * len(seeds)
+        for number, (variant, seed) in enumerate(((v, s) for v in variants for s in seeds), start=1):
+            logger.info("[%d/%d] %s, seed %d", number, total, variant, seed)
+            outcomes[f"{variant}/seed{seed}"] = ensure_run(config, variant, seed, Path(args.output_dir), results_dir,
+                                                           invocation, args.git_commit)
+        if any(outcome == "trained" for outcome in outcomes.values()):
+            path = record_invocation(results_dir, invocation, time.perf_counter() - started, outcomes)
+            if args.git_commit:
+                git_commit([path], f"ablation: invocation {invocation}")
+        logger.info("Runs: %s", {outcome: list(outcomes.values()).count(outcome) for outcome in set(outcomes.values())})
+    if not args.runs_only:
+        print(write_report(config, config_path, results_dir, args.replicates))
 
 
 if __name__ == "__main__":
