@@ -157,11 +157,11 @@ def ensure_run(config: dict, variant: str, seed: int, output_dir: Path, results_
     record = {"variant": variant, "label": label, "seed": seed, "config_sha256": digest, **result}
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(dumps_result(record))
+    replaced = "" if previous is None else f"replaces config {str(previous.get('config_sha256'))[:12]}; "
     if previous is not None:
         logger.warning("Replaced %s (config %s… -> %s…).", path, str(previous.get("config_sha256"))[:12], digest[:12])
     if commit:
-        git_commit([path], f"ablation: {variant} seed {seed} ({'replaces a run of another config; ' if previous else ''}"
-                           f"config {digest[:12]})")
+        git_commit([path], f"ablation: {variant} seed {seed} ({replaced}config {digest[:12]})")
     return outcome
 
 
