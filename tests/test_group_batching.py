@@ -51,3 +51,28 @@ def test_synthetic_families_group_the_training_batches(tmp_path):
     assert sorted(i for batch in sampler for i in batch) == list(range(len(pairs)))
     with pytest.raises(ValueError, match="batch_groups='siblings'"):
         DataArguments(train_data=json.dumps([spec]), batch_groups="siblings")
+
+
+def _worker_pid(batch):
+    import os
+
+    import torch
+
+    return {"pid": torch.tensor([os.getpid()])}
+
+
+def test_batch_sampler_loader_keeps_its_workers_between_epochs(tmp_path):
+    # The decoded-video cache lives in the DataLoader worker: a worker restarted every epoch would decode again.
+    import torch
+    from transformers import TrainingArguments
+
+    from training.retrieval_trainer import RetrievalTrainer
+
+    args = TrainingArguments(output_dir=str(tmp_path), use_cpu=True, report_to="none", dataloader_num_workers=1,
+                             dataloader_persistent_workers=True)
+    trainer = RetrievalTrainer(model=torch.nn.Linear(1, 1), args=args, train_dataset=list(range(4)),
+                               data_collator=_worker_pid, retrieval_loaders=None,
+                               train_batch_sampler=[[0, 1], [2, 3]])
+    loader = trainer.get_train_dataloader()
+    first, second = ({int(batch["pid"]) for batch in loader} for _ in range(2))
+    assert len(first) == 1 and first == second

@@ -114,9 +114,14 @@ class RetrievalTrainer(Trainer):
     def get_train_dataloader(self) -> DataLoader:
         if self.train_batch_sampler is None:
             return super().get_train_dataloader()
+        workers = self.args.dataloader_num_workers
+        # Trainer's own loader honours these; a batch-sampler loader must too: without persistent workers every
+        # epoch starts new workers and the decoded-video cache (processing.frame_cache) is rebuilt each epoch.
         loader = DataLoader(
             self.train_dataset, batch_sampler=self.train_batch_sampler, collate_fn=self.data_collator,
-            num_workers=self.args.dataloader_num_workers, pin_memory=self.args.dataloader_pin_memory,
+            num_workers=workers, pin_memory=self.args.dataloader_pin_memory,
+            persistent_workers=self.args.dataloader_persistent_workers and workers > 0,
+            prefetch_factor=self.args.dataloader_prefetch_factor if workers > 0 else None,
         )
         return self.accelerator.prepare(loader)
 
