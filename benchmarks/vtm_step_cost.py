@@ -10,14 +10,17 @@ gradients agree).
 """
 
 import argparse
+import copy
 import json
+import tempfile
 import time
 
 import torch
 import torch.nn.functional as F
 
-from modeling_t2v2t import T2V2TConfig, T2V2TModel
 from modeling_t2v2t.losses_t2v2t import sample_vtm_negatives, vtc_loss
+from training.arguments import ModelArguments
+from training.model_factory import load_model_and_processor
 
 
 def step(model, ids, mask, pixels, cached: bool) -> tuple[torch.Tensor, torch.Tensor]:
@@ -57,17 +60,23 @@ def main() -> None:
     torch.set_num_threads(args.threads)
     with open(args.config) as file:
         settings = json.load(file)
-    model_config = settings["model_config"]
-    model_config["vision_config"]["num_frames"] = settings.get("num_frames", 4)
+    # The config's model, built as the training scripts build it (a from-scratch config, or a pretrained text tower
+    # with a from-scratch video tower), with dropout off in both towers.
+    model_config = copy.deepcopy(settings["model_config"])
     for tower in ("text_config", "vision_config"):
-        model_config[tower].update(hidden_dropout_prob=0.0, attention_probs_dropout_prob=0.0)
-    config = T2V2TConfig(**model_config)
+        model_config.setdefault(tower, {}).update(hidden_dropout_prob=0.0, attention_probs_dropout_prob=0.0)
+    model_args = ModelArguments(model_config=model_config, num_frames=settings.get("num_frames", 4),
+                                text_model_name_or_path=settings.get("text_model_name_or_path"),
+                                freeze_text_layers=settings.get("freeze_text_layers", 0))
     torch.manual_seed(0)
-    model = T2V2TModel(config).train()
+    model, _ = load_model_and_processor(model_args, pretraining=False, captions=["a red circle moves left"],
+                                        output_dir=tempfile.mkdtemp(prefix="vtm_step_cost."))
+    model.train()
+    config = model.config
     batch = args.batch or settings.get("per_device_train_batch_size", 32)
     tokens = args.tokens or settings.get("max_length", 32)
     vision = config.vision_config
-    ids = torch.randint(5, config.text_config.vocab_size, (batch, tokens))
+    ids = torch.randint(5, config.text_config.vocab_size, (batch, tokens))  # random words: only cost is measured
     mask = torch.ones_like(ids)
     mask[:, tokens // 2:] = torch.rand(batch, tokens - tokens // 2) < 0.3  # some padding, as real captions
     mask = mask.cummin(dim=1).values  # right-padded

@@ -41,9 +41,10 @@ INTRO = """
 Type what a video should show; the model ranks the gallery. **T2V2T** (text→video→text fusion with Bypass
 cross-attention, built on VindLU) scores in two stages: the **embedding score** is the mean over the sampled
 frames of the cosine between the text and each frame embedding; the **rerank score** is the joint encoder's match
-logit for the pair (text and video attend to each other). The default checkpoint is tiny, trained from scratch on
-CPU on the project's synthetic benchmark (coloured shapes that appear, move, grow, spin...): it knows only that
-benchmark's ~115 words, and the gallery holds 32 of its test videos, which it never saw in training.
+logit for the pair (text and video attend to each other). The default checkpoint is small and trained on CPU on the
+project's synthetic benchmark (coloured shapes that appear, move, grow, spin...): its text tower is pretrained
+(MiniLM, so any English query reads), its video tower learned only that benchmark, and the gallery holds 32 of its
+test videos, which it never saw in training.
 """
 RELEVANCE_NOTE = """
 **Which frames matched (best result):** left, the cosine between the query and each sampled frame's embedding

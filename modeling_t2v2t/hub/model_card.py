@@ -199,8 +199,9 @@ def architecture(config: dict, num_frames: int | None) -> dict:
         elif fusion_layer == 0:
             text_layout = "every layer also cross-attends to video"
         else:
-            text_layout = (f"layers 0–{fusion_layer - 1} text only, {fusion_layer}–{text_layers - 1} also "
-                           "cross-attend to video")
+            fused = f"layer {fusion_layer} also cross-attends" if fusion_layer == text_layers - 1 else (
+                f"layers {fusion_layer}–{text_layers - 1} also cross-attend")
+            text_layout = f"layers 0–{fusion_layer - 1} text only, {fused} to video"
         description = _FUSION_DESCRIPTIONS.get(fusion_mode, fusion_mode).format(
             bypass=config.get("bypass_mode"), t2v=config.get("num_t2v_layers"))
         return {**arch, **_towers(vision, text), "text_layout": text_layout, "fusion_mode": fusion_mode,
@@ -259,6 +260,12 @@ def training_section(training_config: dict | None, trainer_state: dict | None, c
         elif training_config.get("vision_model_name_or_path"):
             section["start"] = (f"video encoder from `{training_config['vision_model_name_or_path']}`, text encoder "
                                 f"from `{training_config.get('text_model_name_or_path')}`, the rest new")
+        elif training_config.get("text_model_name_or_path"):
+            frozen = training_config.get("freeze_text_layers") or 0
+            layers = "layer 0" if frozen == 1 else f"layers 0–{frozen - 1}"
+            frozen_note = f"; its embeddings and {layers} frozen in training" if frozen else ""
+            section["start"] = (f"text encoder from `{training_config['text_model_name_or_path']}`{frozen_note}; "
+                                "video encoder and fusion layers from scratch (random initialisation)")
         elif training_config.get("model_config"):
             section["start"] = "from scratch (random initialisation, word vocabulary built from the training captions)"
         section["hyperparameters"] = [(key, json.dumps(training_config[key])) for key in _CARD_HYPERPARAMETERS
