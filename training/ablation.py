@@ -247,7 +247,8 @@ def main(argv=None) -> None:
     results_dir = Path(args.results_dir)
 
     if not args.report_only:
-        invocation = datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds")
+        # Microseconds: two invocations in the same second (e.g. a quick resume) must not share an id.
+        invocation = datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="microseconds")
         started = time.perf_counter()
         outcomes = {}
         total = len(variants) * len(seeds)
