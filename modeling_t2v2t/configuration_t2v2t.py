@@ -88,6 +88,12 @@ class T2V2TVisionConfig(PreTrainedConfig):
         num_frames (`int`): frames per clip the temporal position embedding is sized for (training frames).
         use_temporal_attention (`bool`): add the temporal attention blocks at all.
         temporal_scale_init_value (`float`): initial value of each temporal block's scalar gate.
+        temporal_position_init_std (`float`): standard deviation of the temporal position embedding's truncated
+            normal initialisation; 0 (the default) starts it at zero, as VindLU does when it inflates an image model
+            (the video model then starts as the image model). It is the only part of the encoder that tells the
+            frames' order: everything else is the same for a clip and its time-reversed twin. A tower trained from
+            scratch has no image function to preserve, and from zero it learns too slowly to matter within a short
+            budget (see `results/quickstart_recipe.md`).
     """
 
     model_type = "t2v2t_vision_model"
@@ -116,6 +122,7 @@ class T2V2TVisionConfig(PreTrainedConfig):
     use_mean_pooling: bool = True
     use_temporal_attention: bool = True
     temporal_scale_init_value: float = 0.0
+    temporal_position_init_std: float = 0.0
 
     def __post_init__(self, **kwargs):
         super().__post_init__(**kwargs)
@@ -127,6 +134,7 @@ class T2V2TVisionConfig(PreTrainedConfig):
         check.probability("hidden_dropout_prob", "attention_probs_dropout_prob", "drop_path_rate")
         check.number("layer_scale_init_value", 0, why="(0 disables layer scale)")
         check.number("temporal_scale_init_value")
+        check.number("temporal_position_init_std", 0, why="(0 starts the temporal position embedding at zero)")
         check.boolean("qkv_bias", "key_bias", "use_absolute_position_embeddings", "use_relative_position_bias",
                       "use_shared_relative_position_bias", "use_mean_pooling", "use_temporal_attention")
         check.number("initializer_range", 0, low_open=True)

@@ -196,7 +196,9 @@ class T2V2TPreTrainedModel(PreTrainedModel):
             init.trunc_normal_(module.cls_token, std=std)
             if module.position_embeddings is not None:
                 init.trunc_normal_(module.position_embeddings, std=std)
-            if module.temporal_position_embeddings is not None:
+            if module.temporal_position_embeddings is not None and vision.temporal_position_init_std > 0:
+                init.trunc_normal_(module.temporal_position_embeddings, std=vision.temporal_position_init_std)
+            elif module.temporal_position_embeddings is not None:
                 init.zeros_(module.temporal_position_embeddings)
         elif isinstance(module, RelativePositionBias):
             init.zeros_(module.relative_position_bias_table)
@@ -305,8 +307,20 @@ class T2V2TModel(T2V2TPreTrainedModel):
 
     @property
     def temperature(self) -> torch.Tensor:
-        """The VTC temperature, clamped to `[temp_min, temp_max]` as VindLU does."""
-        return self.temp.clamp(self.config.temp_min, self.config.temp_max)
+        """
+        The VTC temperature, kept in `[temp_min, temp_max]` as VindLU keeps it: VindLU clamps the parameter itself
+        in place (`clip_contrastive_temperature`, under `no_grad`) at the start of each forward pass and then uses it
+        as it is, so it always gets its gradient. A clamp inside the graph (`clamp(min, max)`) would cut the gradient
+        whenever the parameter crossed a bound and could leave it stuck beyond it. So in training the parameter is
+        clamped in place before use; outside training it is only read through a clamp.
+        """
+        low, high = self.config.temp_min, self.config.temp_max
+        if self.training and torch.is_grad_enabled():
+            if not low <= float(self.temp.detach()) <= high:  # in place only when needed: no version bump otherwise
+                with torch.no_grad():
+                    self.temp.clamp_(low, high)
+            return self.temp
+        return self.temp.clamp(low, high)
 
     # ----- encoders -------------------------------------------------------------------------------------------
     def encode_text(self, input_ids, attention_mask=None, token_type_ids=None) -> T2V2TTextEncoding:

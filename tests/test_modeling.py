@@ -173,6 +173,24 @@ def test_model_vtc_loss_uses_video_ids_as_positives():
     assert not torch.allclose(out.loss_vtc, single)
 
 
+@pytest.mark.parametrize("start,bound", [(0.7, 0.5), (1e-4, 1e-3)])
+def test_vtc_temperature_is_clamped_in_place_and_keeps_its_gradient(start, bound):
+    """VindLU's `clip_contrastive_temperature`: the parameter is clamped in place, then used with its gradient."""
+    config = tiny_config(fusion_mode="none")
+    model = T2V2TModel(config).train()
+    with torch.no_grad():
+        model.temp.fill_(start)
+    out = model(**tiny_inputs(config), return_loss=True)
+    out.loss_vtc.backward()
+    assert model.temp.item() == pytest.approx(bound)
+    assert model.temp.grad is not None and model.temp.grad.item() != 0.0  # a clamp in the graph would give 0
+    model.eval()
+    with torch.no_grad():
+        model.temp.fill_(start)
+        assert model.temperature.item() == pytest.approx(bound)  # read through a clamp, parameter untouched
+    assert model.temp.item() == pytest.approx(start)
+
+
 def test_video_ids_errors_and_single_video_batches():
     config = tiny_config()
     model = T2V2TModel(config)
