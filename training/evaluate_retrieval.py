@@ -22,6 +22,7 @@ import modeling_t2v2t  # noqa: F401  (registers the Auto classes)
 from modeling_t2v2t.retrieval.evaluation import evaluate_two_stage
 from modeling_t2v2t.retrieval.families import FamilyLabels, format_family_table
 from modeling_t2v2t.retrieval.metrics import V2T_CONVENTIONS, format_metrics_table
+from modeling_t2v2t.retrieval.temporal_sensitivity import reversal_sensitivity
 from processing.batching import retrieval_loaders
 from processing.builders import BUILDERS, build
 from training.arguments import ModelArguments, parse_arguments, parse_json_argument
@@ -76,6 +77,10 @@ class EvaluationArguments:
         "help": "Video->text with several captions per video: best_caption (VindLU: a video's best caption among "
                 "all captions) or per_video (CLIP4Clip/X-Pool: each video's best caption score, ranked among "
                 "videos)."})
+    frame_order_check: bool = field(default=False, metadata={
+        "help": "Also measure how much the video embedding and the match score change when each clip is played "
+                "backwards (0 = blind to frame order; see modeling_t2v2t/retrieval/temporal_sensitivity.py). "
+                "T2V2T models only; encodes every clip twice more."})
     trust_remote_code: bool = False
 
     def __post_init__(self):
@@ -120,6 +125,9 @@ def main(argv=None) -> dict:
         ModelArguments(model_name_or_path=args.model_name_or_path, trust_remote_code=args.trust_remote_code),
         pretraining=False)
     model.eval()
+    if args.frame_order_check and not hasattr(model, "encode_video"):
+        raise ValueError(f"--frame_order_check needs a T2V2T model; {args.model_name_or_path} holds a "
+                         f"{type(model).__name__}.")
     k_value, k_source = rerank_depth(args)
     has_joint = getattr(model.config, "has_joint_encoder", False)
     if k_value == 0 or not has_joint:
@@ -145,6 +153,8 @@ def main(argv=None) -> dict:
         pair_batch_size=args.pair_batch_size, token_dtype=np.dtype(args.token_dtype),
         max_memory_bytes=int(args.max_memory_gb * 2**30), v2t_convention=args.v2t_convention,
         family_labels=FamilyLabels.from_dataset(dataset))
+    frame_order = (reversal_sensitivity(model, captions, videos, text_to_video, num_videos)
+                   if args.frame_order_check else None)
 
     # 4. Report.
     print(f"Rerank depth: {k_statement}")
@@ -153,11 +163,14 @@ def main(argv=None) -> dict:
     if result.families:
         print("\nHard-negative families (t2v: % of caption-sibling pairs where the caption's own video scores "
               f"higher):\n{format_family_table(result.families)}")
+    if frame_order is not None:
+        print(f"\n{frame_order.format()}")
     report = {"model": args.model_name_or_path, "model_class": type(model).__name__, "dataset": args.dataset,
               "dataset_kwargs": args.dataset_kwargs, "num_texts": len(text_to_video), "num_videos": num_videos,
               "k": k_value, "k_source": k_source, "reranked": "reranked" in result.metrics,
               "num_pairs_scored": result.num_pairs_scored, "timings_s": result.timings, "metrics": result.metrics,
               "metric_conventions": result.conventions, "families": result.families,
+              "frame_order": None if frame_order is None else frame_order.to_dict(),
               "skipped_while_building": len(skipped)}
     if args.output_file:
         Path(args.output_file).parent.mkdir(parents=True, exist_ok=True)
