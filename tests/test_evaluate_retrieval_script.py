@@ -46,4 +46,11 @@ def test_bad_arguments_are_named(checkpoint):
     with pytest.raises(ValueError, match="--dataset 'msvd' is not one of"):
         script.main(["--model_name_or_path", str(checkpoint), "--dataset", "msvd"])
     with pytest.raises(ValueError, match="--dataset_kwargs is not valid JSON"):
-        script.main(["--model_name_or_path", str(checkpoint), "--dataset_kwargs", "{split: test}"])
+        script.main(["--model_name_or_path", str(checkpoint), "--dataset", "synthetic", "--dataset_kwargs",
+                     "{split: test}"])
+
+
+def test_the_dataset_must_be_named(checkpoint, capsys):
+    with pytest.raises(SystemExit):
+        evaluate_retrieval.main(["--model_name_or_path", str(checkpoint)])
+    assert "--dataset" in capsys.readouterr().err

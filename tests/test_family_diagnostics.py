@@ -162,7 +162,12 @@ def test_evaluate_retrieval_script_prints_and_saves_families(bench, tmp_path, ca
     T2V2TProcessor(T2V2TVideoProcessor.from_vision_config(config.vision_config), tiny_tokenizer(folder / "tok"),
                    max_length=16).save_pretrained(folder)
     report = evaluate_retrieval.main(["--model_name_or_path", str(folder), "--dataset", "synthetic",
-                                      "--dataset_kwargs", json.dumps({**bench, "split": "test"}), "--k", "2"])
+                                      "--dataset_kwargs", json.dumps({**bench, "split": "test"}), "--k", "2",
+                                      "--frame_order_check", "true"])
     assert set(report["families"]) == {"embedding", "reranked"}
     assert report["families"]["embedding"]["all"]["pairs"] > 0
-    assert "Hard-negative families" in capsys.readouterr().out
+    # Random weights, temporal position embedding at zero: the model is blind to frame order.
+    assert report["frame_order"]["num_clips"] == report["num_videos"]
+    assert report["frame_order"]["embedding_ratio"] < 1e-3 and report["frame_order"]["score_ratio"] < 1e-3
+    printed = capsys.readouterr().out
+    assert "Hard-negative families" in printed and "Frame-order sensitivity" in printed

@@ -58,7 +58,8 @@ examples:
 @dataclass
 class EvaluationArguments:
     model_name_or_path: str = field(metadata={"help": "A saved checkpoint folder (model + processor)."})
-    dataset: str = field(default="synthetic", metadata={"help": f"Dataset builder: one of {sorted(BUILDERS)}."})
+    # No default: evaluating on a dataset the user did not name would be a silent fallback.
+    dataset: str = field(metadata={"help": f"Dataset builder: one of {sorted(BUILDERS)}."})
     dataset_kwargs: str = field(  # a dict when read from a JSON file
         default='{"split": "test"}', metadata={"help": "Builder arguments, a JSON object (split, paths, ...)."})
     k: int | None = field(default=None, metadata={
