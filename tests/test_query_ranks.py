@@ -7,11 +7,9 @@ import json
 import datasets
 import numpy as np
 import pytest
-import torch
-from tiny_models import tiny_config, tiny_inputs
+from tiny_models import tiny_gallery as shared_tiny_gallery
 from transformers import TrainingArguments
 
-from modeling_t2v2t import T2V2TModel
 from modeling_t2v2t.retrieval.evaluation import evaluate_two_stage
 from modeling_t2v2t.retrieval.metrics import ranks_text_to_video, ranks_video_to_text
 from modeling_t2v2t.retrieval.query_ranks import caption_order_hash, ranks_record, record_ranks
@@ -21,14 +19,7 @@ NUM_VIDEOS, CAPTIONS_PER_VIDEO = 6, 2
 
 
 def tiny_gallery(fusion_mode: str = "t2v2t"):
-    torch.manual_seed(0)
-    config = tiny_config(num_t2v_layers=1, fusion_mode=fusion_mode)
-    model = T2V2TModel(config).eval()
-    inputs = tiny_inputs(config, batch=NUM_VIDEOS * CAPTIONS_PER_VIDEO, seed=1)
-    videos = tiny_inputs(config, batch=NUM_VIDEOS, seed=2)["pixel_values_videos"]
-    text_batches = [{"input_ids": inputs["input_ids"][i:i + 4], "attention_mask": inputs["attention_mask"][i:i + 4]}
-                    for i in range(0, len(inputs["input_ids"]), 4)]
-    text_to_video = torch.arange(NUM_VIDEOS).repeat_interleave(CAPTIONS_PER_VIDEO)
+    model, _, text_batches, videos, text_to_video = shared_tiny_gallery(NUM_VIDEOS, CAPTIONS_PER_VIDEO, fusion_mode)
     return model, text_batches, [videos[:4], videos[4:]], text_to_video
 
 

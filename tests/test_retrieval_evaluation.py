@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 import torch
 from tiny_media import write_grey_video
-from tiny_models import tiny_config, tiny_inputs, tiny_tokenizer
+from tiny_models import tiny_config, tiny_gallery, tiny_tokenizer
 
 from modeling_t2v2t import (
     CRETConfig,
@@ -28,14 +28,7 @@ NUM_VIDEOS, CAPTIONS_PER_VIDEO = 5, 2
 
 @pytest.fixture(scope="module")
 def gallery():
-    torch.manual_seed(0)
-    config = tiny_config(num_t2v_layers=1)
-    model = T2V2TModel(config).eval()
-    inputs = tiny_inputs(config, batch=NUM_VIDEOS * CAPTIONS_PER_VIDEO, seed=1)
-    videos = tiny_inputs(config, batch=NUM_VIDEOS, seed=2)["pixel_values_videos"]
-    text_batches = [{"input_ids": inputs["input_ids"][i:i + 4], "attention_mask": inputs["attention_mask"][i:i + 4]}
-                    for i in range(0, len(inputs["input_ids"]), 4)]
-    text_to_video = torch.arange(NUM_VIDEOS).repeat_interleave(CAPTIONS_PER_VIDEO)
+    model, inputs, text_batches, videos, text_to_video = tiny_gallery(NUM_VIDEOS, CAPTIONS_PER_VIDEO)
     with torch.no_grad():
         direct = torch.stack([
             model.score_pairs(inputs["input_ids"], inputs["attention_mask"],

@@ -5,7 +5,7 @@ from pathlib import Path
 import torch
 from transformers import BertTokenizer
 
-from modeling_t2v2t import T2V2TConfig
+from modeling_t2v2t import T2V2TConfig, T2V2TModel
 
 WORDS = ["a", "red", "blue", "green", "square", "circle", "moves", "left", "right", "up", "down", "then", "spins"]
 SPECIAL = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"]
@@ -49,6 +49,23 @@ def tiny_inputs(config: T2V2TConfig, batch: int = 4, frames: int | None = None, 
     video_ids = torch.arange(batch)
     video_ids[1] = 0  # captions 0 and 1 describe the same video
     return dict(input_ids=input_ids, attention_mask=attention_mask, pixel_values_videos=pixels, video_ids=video_ids)
+
+
+def tiny_gallery(num_videos: int, captions_per_video: int, fusion_mode: str = "t2v2t"):
+    """
+    A tiny eval-mode model (seeded) and a retrieval gallery for it: `(model, inputs, text_batches, videos,
+    text_to_video)`, where `inputs` holds every caption (`captions_per_video` per video, in video order), the captions
+    come in batches of 4 and `videos` is `(num_videos, T, C, H, W)`.
+    """
+    torch.manual_seed(0)
+    config = tiny_config(num_t2v_layers=1, fusion_mode=fusion_mode)
+    model = T2V2TModel(config).eval()
+    inputs = tiny_inputs(config, batch=num_videos * captions_per_video, seed=1)
+    videos = tiny_inputs(config, batch=num_videos, seed=2)["pixel_values_videos"]
+    text_batches = [{"input_ids": inputs["input_ids"][i:i + 4], "attention_mask": inputs["attention_mask"][i:i + 4]}
+                    for i in range(0, len(inputs["input_ids"]), 4)]
+    text_to_video = torch.arange(num_videos).repeat_interleave(captions_per_video)
+    return model, inputs, text_batches, videos, text_to_video
 
 
 def write_tiny_vocab(folder: Path, words=WORDS) -> Path:
