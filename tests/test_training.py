@@ -55,9 +55,10 @@ def bench(tmp_path_factory):
 
 
 @pytest.mark.slow
-def test_finetune_selects_on_validation_and_saves_a_hub_folder(tmp_path, bench):
+def test_finetune_selects_on_validation_and_saves_a_hub_folder(tmp_path, bench, capsys):
     config = run_config(tmp_path, bench)
     trainer, test_metrics = finetune.main([write_config(tmp_path / "config.json", config)])
+    assert "v2t: best_caption" in capsys.readouterr().out  # the test table says which v2t convention it uses
     evaluations = [entry for entry in trainer.state.log_history if "eval_mean_recall" in entry]
     assert len(evaluations) == 2  # one per epoch, on the validation split
     assert trainer.args.metric_for_best_model == "mean_recall"

@@ -24,6 +24,7 @@ from transformers import TrainingArguments, set_seed
 
 import modeling_t2v2t  # noqa: F401  (registers the Auto classes)
 from modeling_t2v2t import save_hub_folder
+from modeling_t2v2t.retrieval.evaluation import metric_conventions
 from modeling_t2v2t.retrieval.families import format_family_table, unflatten_family_metrics
 from modeling_t2v2t.retrieval.metrics import format_metrics_table
 from processing.text_cleaning import clean_caption
@@ -167,7 +168,9 @@ def main(argv=None, pretraining: bool = False, description: str = DESCRIPTION, e
     if test is not None:
         test_metrics = trainer.evaluate(test, metric_key_prefix="test", save_ranks=True)  # + test_ranks.json
         if trainer.is_world_process_zero():
-            print(f"\nTest split ({len(test)} videos):\n{metrics_table(test_metrics, 'test')}\n")
+            # RetrievalTrainer evaluates with evaluate_two_stage's default video->text convention (VindLU's).
+            conventions = "\n".join(f"{direction}: {label}" for direction, label in metric_conventions().items())
+            print(f"\nTest split ({len(test)} videos):\n{metrics_table(test_metrics, 'test')}\n{conventions}\n")
             families = unflatten_family_metrics(test_metrics, "test")
             if families:
                 print(f"Hard-negative families (t2v: % of caption-sibling pairs where the caption's own video "
