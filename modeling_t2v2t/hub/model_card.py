@@ -186,6 +186,16 @@ def _towers(vision: dict, text: dict) -> dict:
     }
 
 
+def _temporal_start(training_config: dict) -> str:
+    """How a video tower trained from scratch started its temporal modules, when not as VindLU (both at 0)."""
+    vision = (training_config.get("model_config") or {}).get("vision_config") or {}
+    gate, spread = vision.get("temporal_scale_init_value", 0.0), vision.get("temporal_position_init_std", 0.0)
+    if not gate and not spread:
+        return ""
+    position = f"drawn with std {spread:g}" if spread else "at 0"
+    return f"; temporal gates start at {gate:g}, the temporal position embedding {position}"
+
+
 def architecture(config: dict, num_frames: int | None) -> dict:
     """The numbers the model card's architecture table shows, for each model type."""
     model_type = config.get("model_type")
@@ -265,9 +275,11 @@ def training_section(training_config: dict | None, trainer_state: dict | None, c
             layers = "layer 0" if frozen == 1 else f"layers 0–{frozen - 1}"
             frozen_note = f"; its embeddings and {layers} frozen in training" if frozen else ""
             section["start"] = (f"text encoder from `{training_config['text_model_name_or_path']}`{frozen_note}; "
-                                "video encoder and fusion layers from scratch (random initialisation)")
+                                f"video encoder and fusion layers from scratch (random initialisation"
+                                f"{_temporal_start(training_config)})")
         elif training_config.get("model_config"):
-            section["start"] = "from scratch (random initialisation, word vocabulary built from the training captions)"
+            section["start"] = ("from scratch (random initialisation, word vocabulary built from the training "
+                                f"captions{_temporal_start(training_config)})")
         section["hyperparameters"] = [(key, json.dumps(training_config[key])) for key in _CARD_HYPERPARAMETERS
                                       if key in training_config]
     if trainer_state:
