@@ -5,6 +5,9 @@ embedding is a mean over frames and cross-attention reads the frames' tokens as 
 (VindLU's initialisation) a clip and its time-reversed twin get the same embedding and the same match score.
 `temporal_position_init_std` starts it away from zero, for towers trained from scratch."""
 
+import json
+from pathlib import Path
+
 import pytest
 import torch
 from tiny_models import tiny_config, tiny_inputs
@@ -12,11 +15,11 @@ from tiny_models import tiny_config, tiny_inputs
 from modeling_t2v2t import T2V2TConfig, T2V2TModel
 
 
-def scores_of_clip_and_reversed_twin(position_std: float) -> tuple[torch.Tensor, torch.Tensor]:
+def scores_of_clip_and_reversed_twin(position_std: float, gate: float = 0.5) -> tuple[torch.Tensor, torch.Tensor]:
     """(video embeddings, match scores) of caption 0 with a clip and with the same clip played backwards."""
     torch.manual_seed(0)
-    # Gates open, so the temporal attention is in the computation and not merely switched off.
-    config = tiny_config(vision_config=dict(num_frames=4, temporal_scale_init_value=0.5,
+    # Gates open by default, so the temporal attention is in the computation and not merely switched off.
+    config = tiny_config(vision_config=dict(num_frames=4, temporal_scale_init_value=gate,
                                             temporal_position_init_std=position_std))
     model = T2V2TModel(config).eval()
     inputs = tiny_inputs(config, batch=2)
@@ -40,6 +43,15 @@ def test_a_nonzero_temporal_position_embedding_tells_reversed_twins_apart():
     embeddings, scores = scores_of_clip_and_reversed_twin(0.5)
     assert (embeddings[0] - embeddings[1]).abs().max() > 1e-3
     assert (scores[0] - scores[1]).abs().max() > 1e-4
+
+
+def test_the_quickstart_video_tower_starts_order_aware():
+    """The quickstart's temporal start (its config's gates and spread), on a tiny model: not blind to order."""
+    config = Path(__file__).resolve().parents[1] / "training" / "configs" / "synthetic_quickstart.json"
+    vision = json.loads(config.read_text())["model_config"]["vision_config"]
+    embeddings, scores = scores_of_clip_and_reversed_twin(vision["temporal_position_init_std"],
+                                                          vision["temporal_scale_init_value"])
+    assert (embeddings[0] - embeddings[1]).abs().max() > 1e-3
 
 
 def test_temporal_position_embedding_initialisation():
