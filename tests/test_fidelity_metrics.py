@@ -102,7 +102,8 @@ def test_evaluation_output_names_the_convention_of_each_number(checkpoint, tmp_p
     assert "best_caption" in metric_conventions()["v2t"] and set(V2T_CONVENTIONS) == {"best_caption", "per_video"}
     assert report["metrics"]["embedding"]["v2t_R1"] >= 0
     with pytest.raises(ValueError, match="--v2t_convention must be one of"):
-        evaluate_retrieval.main(["--model_name_or_path", str(checkpoint), "--v2t_convention", "mean"])
+        evaluate_retrieval.main(["--model_name_or_path", str(checkpoint), "--dataset", "synthetic", "--v2t_convention",
+                                 "mean"])
 
 
 def test_evaluate_metric_module_passes_the_convention_through():

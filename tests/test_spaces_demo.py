@@ -494,12 +494,33 @@ def test_browser_screenshot_after_query(server, engine, tmp_path):
     assert state["captionFont"] >= 13, state
 
 
-def test_gallery_keeps_the_joint_cache_and_reranks_exactly_like_the_reference_path(engine):
-    """Gallery videos carry their per-video joint-encoder work, and reranking from it gives the straightforward
-    (uncached) joint encoder's scores."""
-    loaded = engine.checkpoint(CHECKPOINT)
+@pytest.fixture(scope="module")
+def fusion_depths(tmp_path_factory) -> Path:
+    """The committed checkpoint plus tiny T2V2T models with one and two text→video layers (a joint-encoder cache
+    exists only for one)."""
+    folder = tmp_path_factory.mktemp("fusion_depths")
+    os.symlink(CHECKPOINT_DIR, folder / CHECKPOINT)
+    for layers in (1, 2):
+        torch.manual_seed(0)
+        config = tiny_config(num_t2v_layers=layers, vision_config={"num_frames": 2})
+        processor = T2V2TProcessor(T2V2TVideoProcessor.from_vision_config(config),
+                                   tiny_tokenizer(tmp_path_factory.mktemp("vocab")))
+        save_hub_folder(T2V2TModel(config), processor, folder / f"tiny-t2v-{layers}")
+    return folder
+
+
+@pytest.mark.parametrize("name", [CHECKPOINT, "tiny-t2v-1", "tiny-t2v-2"])
+def test_gallery_reranks_exactly_like_the_reference_path(fusion_depths, tmp_path, name):
+    """Gallery videos carry their per-video joint-encoder work when the model has it (at most one text→video
+    layer), and reranking, from it or not, gives the straightforward (uncached) joint encoder's scores."""
+    loaded = DemoEngine(fusion_depths, upload_dir=tmp_path).checkpoint(name)
     videos = loaded.gallery[:6]
-    assert all(video.joint_cache and "fusion_keys" in video.joint_cache for video in videos)
+    cacheable = loaded.model.supports_joint_cache
+    if name != CHECKPOINT:
+        assert cacheable == (name == "tiny-t2v-1")
+    assert all(bool(video.joint_cache) == cacheable for video in videos)
+    if cacheable:
+        assert all("fusion_keys" in video.joint_cache for video in videos)
     text = loaded.encode_text("a small blue box that grows")
     cached = loaded.rerank_scores(text, videos)
     with torch.no_grad():
