@@ -11,7 +11,11 @@ mapped, as a user would), then times `--queries` captions of those videos, one `
   decoded videos is cleared first, as for fresh queries);
 - `rerank=True` from the stored caches (nothing decoded).
 
-    python -m benchmarks.rerank_latency --data DIR --num-videos 300 --queries 32 --threads 1
+    python -m benchmarks.rerank_latency --data DIR --model CKPT --num-videos 300 --queries 32 --threads 1
+
+CKPT needs at most one text->video layer (the joint cache's condition); the quickstart checkpoint measured in the
+README is the demo's as of commit efcf962 (`git worktree add /tmp/old efcf962`, then
+`--model /tmp/old/spaces_demo/checkpoints/t2v2t-synthetic-quickstart`).
 """
 
 import argparse
@@ -25,7 +29,6 @@ import torch
 from modeling_t2v2t import T2V2TModel, T2V2TProcessor
 from modeling_t2v2t.retrieval.retriever import VideoRetriever
 
-DEFAULT_MODEL = "spaces_demo/checkpoints/t2v2t-synthetic-quickstart"
 
 
 def timed(function):
@@ -40,7 +43,8 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--data", required=True, help="a processing.synthetic output folder")
     parser.add_argument("--split", default="train")
-    parser.add_argument("--model", default=DEFAULT_MODEL, help="a saved T2V2T model + processor folder")
+    parser.add_argument("--model", required=True, help="a saved T2V2T model + processor folder with at most one "
+                        "text->video layer")
     parser.add_argument("--num-videos", type=int, default=300)
     parser.add_argument("--queries", type=int, default=32)
     parser.add_argument("--k", type=int, default=10)
@@ -56,6 +60,9 @@ def main() -> None:
     queries = [annotations[i]["caption"][0] for i in range(0, len(annotations), step)][: args.queries]
     model = T2V2TModel.from_pretrained(args.model).eval()
     processor = T2V2TProcessor.from_pretrained(args.model)
+    if not model.supports_joint_cache:
+        parser.error(f"{args.model} has num_t2v_layers={model.config.num_t2v_layers}; cached reranking needs at most "
+                     "one text->video layer (pass --model with such a model).")
 
     with tempfile.TemporaryDirectory() as folder:
         indexing = VideoRetriever(model, processor, show_progress=False, joint_cache=True)

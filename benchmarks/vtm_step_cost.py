@@ -1,12 +1,14 @@
 """Training step cost (forward + backward, VTC + VTM) with the VTM pairs through the reference joint encoder
 (`T2V2TModel.vtm_loss` -> `fuse`) or through the cached path (`build_joint_cache` on the batch's videos, then
-`score_pairs(video_index=..., use_joint_cache=True)`), on the model of a training config (default: the quickstart).
+`score_pairs(video_index=..., use_joint_cache=True)`), on the model of a training config with at most one text->video
+layer.
 
 Both paths run interleaved in one process on the same batch, with dropout off (the cached path does not apply
 attention-probability dropout, so only then are the two the same function; the script checks the losses and
 gradients agree).
 
-    python -m benchmarks.vtm_step_cost --config training/configs/synthetic_quickstart.json --steps 5 --threads 1
+    git show efcf962:training/configs/synthetic_quickstart.json > /tmp/quickstart_one_t2v_layer.json
+    python -m benchmarks.vtm_step_cost --config /tmp/quickstart_one_t2v_layer.json --steps 5 --threads 1
 """
 
 import argparse
@@ -51,7 +53,8 @@ def step(model, ids, mask, pixels, cached: bool) -> tuple[torch.Tensor, torch.Te
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--config", default="training/configs/synthetic_quickstart.json")
+    parser.add_argument("--config", required=True, help="a training config whose model has at most one text->video "
+                        "layer (the cached path's condition), e.g. the quickstart's as of commit efcf962")
     parser.add_argument("--batch", type=int, default=None, help="default: the config's per-device batch")
     parser.add_argument("--tokens", type=int, default=None, help="caption length; default the config's max_length")
     parser.add_argument("--steps", type=int, default=5)
@@ -71,6 +74,9 @@ def main() -> None:
     torch.manual_seed(0)
     model, _ = load_model_and_processor(model_args, pretraining=False, captions=["a red circle moves left"],
                                         output_dir=tempfile.mkdtemp(prefix="vtm_step_cost."))
+    if not model.supports_joint_cache:
+        parser.error(f"{args.config}'s model has num_t2v_layers={model.config.num_t2v_layers}; the cached path needs at "
+                     f"most one text->video layer (pass --config of such a model, e.g. with num_t2v_layers 1).")
     model.train()
     config = model.config
     batch = args.batch or settings.get("per_device_train_batch_size", 32)
