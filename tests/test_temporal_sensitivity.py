@@ -78,3 +78,11 @@ def test_errors_name_the_problem():
         reversal_sensitivity(model, captions, [videos[0], videos[1][:1]], torch.arange(3), 3, progress=False)
     with pytest.raises(ValueError, match=r"Videos \[3\] have no caption"):
         reversal_sensitivity(model, captions, videos, torch.tensor([0, 1, 2, 2]), 4, progress=False)
+
+
+def test_a_model_in_training_mode_is_measured_in_eval_mode_and_left_training():
+    model, _, captions, videos = setup(0.5)
+    expected = check(model, captions, videos)
+    model.train()
+    assert check(model, captions, videos) == expected  # dropout off while measuring
+    assert model.training

@@ -35,13 +35,13 @@ class ReversalSensitivity:
 
     @property
     def embedding_ratio(self) -> float:
-        return self.embedding_change_reversed / self.embedding_change_other
+        return _ratio(self.embedding_change_reversed, self.embedding_change_other)
 
     @property
     def score_ratio(self) -> float | None:
         if self.score_change_reversed is None:
             return None
-        return self.score_change_reversed / self.score_change_other
+        return _ratio(self.score_change_reversed, self.score_change_other)
 
     def to_dict(self) -> dict:
         return {**asdict(self), "embedding_ratio": self.embedding_ratio, "score_ratio": self.score_ratio}
@@ -55,6 +55,11 @@ class ReversalSensitivity:
             lines.append(f"  match score of its caption, |change|: reversed {self.score_change_reversed:.4g}, other "
                          f"video {self.score_change_other:.4g}, ratio {self.score_ratio:.3f}")
         return "\n".join(lines)
+
+
+def _ratio(reversed_change: float, other_change: float) -> float:
+    # NaN when the other videos do not differ either (e.g. a gallery of one repeated clip): no scale to compare to.
+    return reversed_change / other_change if other_change > 0 else float("nan")
 
 
 def _first_caption_of_each_video(text_to_video: torch.Tensor, num_videos: int) -> torch.Tensor:
@@ -78,7 +83,17 @@ def reversal_sensitivity(model, caption_batches, video_batches, text_to_video: t
     if not (hasattr(model, "encode_video") and hasattr(model, "encode_text")):
         raise ValueError(f"The frame-order check needs a model with encode_text/encode_video (T2V2TModel); "
                          f"{type(model).__name__} has none.")
-    device = device or next(model.parameters()).device
+    was_training = model.training
+    model.eval()  # dropout would change the embeddings by itself
+    try:
+        return _reversal_sensitivity(model, caption_batches, video_batches, text_to_video, num_videos,
+                                     device or next(model.parameters()).device, progress)
+    finally:
+        model.train(was_training)
+
+
+def _reversal_sensitivity(model, caption_batches, video_batches, text_to_video, num_videos, device,
+                          progress) -> ReversalSensitivity:
     joint = getattr(model.config, "has_joint_encoder", False)
     first_caption = _first_caption_of_each_video(text_to_video, num_videos)
 
