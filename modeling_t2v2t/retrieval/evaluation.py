@@ -128,7 +128,8 @@ def _concatenate(encodings: list):
     return type(encodings[0])(**fields)
 
 
-def _encode_texts(model, text_batches, device, progress: bool) -> T2V2TTextEncoding:
+def encode_texts(model, text_batches, device, progress: bool) -> T2V2TTextEncoding:
+    """Every caption batch through `model.encode_text`, as one encoding (batches padded to one length)."""
     encodings = []
     for batch in tqdm(text_batches, desc="Encoding captions", disable=not progress):
         batch = _to_device(batch, device)
@@ -285,7 +286,7 @@ def evaluate_two_stage(
     timings = {}
 
     started = time.perf_counter()
-    texts = _encode_texts(model, text_batches, device, progress)
+    texts = encode_texts(model, text_batches, device, progress)
     timings["encode_texts"] = time.perf_counter() - started
     store = VideoTokenStore(num_videos, token_dtype, max_memory_bytes) if rerank else None
     try:
@@ -341,5 +342,5 @@ def _query_ranks(t2v_scores: torch.Tensor, v2t_scores: torch.Tensor, text_to_vid
             "v2t": ranks_video_to_text(v2t_scores, text_to_video, v2t_convention=v2t_convention)}
 
 
-__all__ = ["evaluate_two_stage", "TwoStageResult", "VideoTokenStore", "candidate_pairs", "metric_conventions",
+__all__ = ["evaluate_two_stage", "TwoStageResult", "VideoTokenStore", "candidate_pairs", "encode_texts", "metric_conventions",
            "score_candidates"]

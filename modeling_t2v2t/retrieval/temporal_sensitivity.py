@@ -22,7 +22,7 @@ import torch
 import torch.nn.functional as F
 from tqdm.auto import tqdm
 
-from .evaluation import _encode_texts
+from .evaluation import encode_texts
 
 
 @dataclass
@@ -99,8 +99,8 @@ def _reversal_sensitivity(model, caption_batches, video_batches, text_to_video, 
 
     texts = None
     if joint:
-        # Batches padded to different lengths are padded to one by the evaluation's own text encoding.
-        texts = _encode_texts(model, caption_batches, device, progress).select(first_caption.to(device))
+        # Batches padded to different lengths come back padded to one length.
+        texts = encode_texts(model, caption_batches, device, progress).select(first_caption.to(device))
 
     changes = {"embedding_reversed": [], "embedding_other": [], "score_reversed": [], "score_other": []}
     start = 0
