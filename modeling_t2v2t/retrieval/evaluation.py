@@ -342,5 +342,5 @@ def _query_ranks(t2v_scores: torch.Tensor, v2t_scores: torch.Tensor, text_to_vid
             "v2t": ranks_video_to_text(v2t_scores, text_to_video, v2t_convention=v2t_convention)}
 
 
-__all__ = ["evaluate_two_stage", "TwoStageResult", "VideoTokenStore", "candidate_pairs", "encode_texts", "metric_conventions",
-           "score_candidates"]
+__all__ = ["evaluate_two_stage", "TwoStageResult", "VideoTokenStore", "candidate_pairs", "encode_texts",
+           "metric_conventions", "score_candidates"]
