@@ -16,6 +16,7 @@ logger = logging.get_logger(__name__)
 FUSION_MODES = ("t2v2t", "naive_t2v2t", "v2t", "none")
 BYPASS_MODES = ("self", "null")
 RERANK_SCORES = ("vtm+vtc", "vtm")
+PATCH_EMBEDDINGS = ("linear", "conv_stem")
 
 
 class T2V2TTextConfig(PreTrainedConfig):
@@ -94,6 +95,14 @@ class T2V2TVisionConfig(PreTrainedConfig):
             frames' order: everything else is the same for a clip and its time-reversed twin. A tower trained from
             scratch has no image function to preserve, and from zero it learns too slowly to matter within a short
             budget (see `results/quickstart_recipe.md`).
+        patch_embedding (`str`): how a frame becomes patch tokens. `"linear"` (the default; BEiT, ViT and VindLU):
+            one convolution with kernel and stride `patch_size`. `"conv_stem"`: the convolutional stem of Xiao et al.
+            2021 ("Early Convolutions Help Transformers See Better"): 3x3 stride-2 convolutions, each with
+            BatchNorm and ReLU, then a convolution of kernel and stride the remaining factor; for towers trained
+            from scratch, where it learns shapes and positions much faster (`results/quickstart_recipe.md`). A
+            pretrained BEiT/ViT checkpoint has a linear patch projection, so it cannot start a conv-stem tower.
+        conv_stem_channels (`list[int]`): output channels of the stem's 3x3 stride-2 convolutions (`"conv_stem"`
+            only); `patch_size` must be divisible by 2 to the power of their number.
     """
 
     model_type = "t2v2t_vision_model"
@@ -123,6 +132,8 @@ class T2V2TVisionConfig(PreTrainedConfig):
     use_temporal_attention: bool = True
     temporal_scale_init_value: float = 0.0
     temporal_position_init_std: float = 0.0
+    patch_embedding: str = "linear"
+    conv_stem_channels: list[int] | tuple[int, ...] = (24, 48, 96)
 
     def __post_init__(self, **kwargs):
         super().__post_init__(**kwargs)
@@ -135,6 +146,13 @@ class T2V2TVisionConfig(PreTrainedConfig):
         check.number("layer_scale_init_value", 0, why="(0 disables layer scale)")
         check.number("temporal_scale_init_value")
         check.number("temporal_position_init_std", 0, why="(0 starts the temporal position embedding at zero)")
+        check.one_of("patch_embedding", PATCH_EMBEDDINGS)
+        if self.patch_embedding == "conv_stem":
+            check.positive_int_list("conv_stem_channels")
+            stride = 2 ** len(self.conv_stem_channels)
+            check.require(self.patch_size % stride == 0, "patch_size",
+                          f"must be divisible by 2**len(conv_stem_channels) = {stride} (each stem convolution "
+                          "halves the frame)")
         check.boolean("qkv_bias", "key_bias", "use_absolute_position_embeddings", "use_relative_position_bias",
                       "use_shared_relative_position_bias", "use_mean_pooling", "use_temporal_attention")
         check.number("initializer_range", 0, low_open=True)
@@ -247,4 +265,5 @@ class T2V2TConfig(PreTrainedConfig):
         return self.fusion_mode == "t2v2t"
 
 
-__all__ = ["T2V2TConfig", "T2V2TTextConfig", "T2V2TVisionConfig", "FUSION_MODES", "BYPASS_MODES", "RERANK_SCORES"]
+__all__ = ["T2V2TConfig", "T2V2TTextConfig", "T2V2TVisionConfig", "FUSION_MODES", "BYPASS_MODES", "RERANK_SCORES",
+           "PATCH_EMBEDDINGS"]

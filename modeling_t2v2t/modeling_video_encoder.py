@@ -39,13 +39,31 @@ class T2V2TVisionOutput(ModelOutput):
 
 
 class PatchEmbeddings(nn.Module):
+    """
+    Frames -> patch tokens. `patch_embedding="linear"`: BEiT/ViT's projection, one convolution of kernel and stride
+    `patch_size`. `"conv_stem"` (Xiao et al. 2021): 3x3 stride-2 convolutions with BatchNorm and ReLU (in `stem`)
+    shrink the frame by 2 each, then `projection` patchifies what is left (kernel = stride = patch_size / 2^n;
+    Xiao et al. end with a 1x1 convolution because their stem reaches the patch grid, ours may stop short of it to
+    stay cheap). The stem's overlapping small kernels see edges and corners that a 16 px linear patch projection
+    must learn from scratch, which a tower trained without pretraining cannot afford.
+    """
+
     def __init__(self, config: T2V2TVisionConfig):
         super().__init__()
-        self.projection = nn.Conv2d(
-            config.num_channels, config.hidden_size, kernel_size=config.patch_size, stride=config.patch_size
-        )
+        channels, stride = config.num_channels, config.patch_size
+        self.stem = None
+        if config.patch_embedding == "conv_stem":
+            layers = []
+            for width in config.conv_stem_channels:
+                layers += [nn.Conv2d(channels, width, kernel_size=3, stride=2, padding=1, bias=False),
+                           nn.BatchNorm2d(width), nn.ReLU(inplace=True)]
+                channels, stride = width, stride // 2
+            self.stem = nn.Sequential(*layers)
+        self.projection = nn.Conv2d(channels, config.hidden_size, kernel_size=stride, stride=stride)
 
     def forward(self, pixel_values: torch.Tensor) -> torch.Tensor:
+        if self.stem is not None:
+            pixel_values = self.stem(pixel_values)
         return self.projection(pixel_values).flatten(2).transpose(1, 2)  # (B*T, patches, D)
 
 

@@ -54,6 +54,12 @@ def vision_config_from_image_config(image_config, overrides: dict) -> dict:
             use_relative_position_bias=False, use_shared_relative_position_bias=False, use_mean_pooling=False,
         )
     fields.update(overrides)
+    if fields.get("patch_embedding", "linear") != "linear":
+        raise ValueError(
+            f"vision_config_overrides sets patch_embedding={fields['patch_embedding']!r}, but a pretrained "
+            f"{model_type} checkpoint has a linear patch projection: a convolutional stem is for video towers "
+            "trained from scratch (vision_model_name_or_path=None)."
+        )
     return fields
 
 

@@ -95,6 +95,13 @@ class ConfigValidator:
         for field in fields:
             self.integer(field, 1)
 
+    def positive_int_list(self, field: str) -> None:
+        """`field` is a non-empty list (or tuple) of positive integers."""
+        value = getattr(self.config, field)
+        self.require(isinstance(value, (list, tuple)) and len(value) > 0
+                     and all(_is_integer(item) and item > 0 for item in value),
+                     field, "must be a non-empty list of positive integers")
+
     def probability(self, *fields: str) -> None:
         """Each of `fields` is a dropout-like rate in [0, 1)."""
         for field in fields:
