@@ -232,3 +232,23 @@ def test_card_of_a_pretrained_text_tower_with_a_video_tower_from_scratch(tmp_pat
     card = (build_hub_folder(folder, tmp_path / "hub2", repo_id="me/t2v2t-tiny") / "README.md").read_text()
     assert ("video encoder and fusion layers from scratch (random initialisation; temporal gates start at 1, the "
             "temporal position embedding drawn with std 0.5)") in card
+
+
+def test_card_names_a_convolutional_stem():
+    # BEiT/ViT's linear patch projection is the card's default wording; a conv stem is stated with its channels.
+    vision = {"num_hidden_layers": 4, "hidden_size": 128, "num_attention_heads": 4, "image_size": 64, "patch_size": 16}
+    config = {"model_type": "t2v2t", "vision_config": vision, "text_config": {"num_hidden_layers": 3},
+              "fusion_layer": 2}
+    assert architecture(config, None)["patch_stem"] == ""
+    stem = {**vision, "patch_embedding": "conv_stem", "conv_stem_channels": [24, 48, 96]}
+    assert architecture({**config, "vision_config": stem}, None)["patch_stem"] == (
+        " through a convolutional stem (3×3 stride-2 convolutions of 24, 48, 96 channels, Xiao et al. 2021)")
+
+
+def test_rendered_card_of_a_conv_stem_model(tmp_path):
+    folder = saved_model(tmp_path / "model", "t2v2t")
+    config = json.loads((folder / "config.json").read_text())
+    config["vision_config"].update(patch_embedding="conv_stem", conv_stem_channels=[8, 16])
+    (folder / "config.json").write_text(json.dumps(config))
+    card = (build_hub_folder(folder, tmp_path / "hub", repo_id="me/t2v2t-tiny") / "README.md").read_text()
+    assert "patches through a convolutional stem (3×3 stride-2 convolutions of 8, 16 channels" in card

@@ -176,11 +176,20 @@ def _format_count(count: int) -> str:
     return f"{count / 1e3:.1f}K" if count >= 1e3 else str(count)
 
 
+def _patch_stem(vision: dict) -> str:
+    """What turns a frame into patches, when it is not BEiT/ViT's linear projection (the card's default wording)."""
+    if vision.get("patch_embedding", "linear") != "conv_stem":
+        return ""
+    channels = ", ".join(str(width) for width in vision.get("conv_stem_channels") or ())
+    return f" through a convolutional stem (3×3 stride-2 convolutions of {channels} channels, Xiao et al. 2021)"
+
+
 def _towers(vision: dict, text: dict) -> dict:
     return {
         "vision_layers": vision.get("num_hidden_layers"), "vision_hidden": vision.get("hidden_size"),
         "vision_heads": vision.get("num_attention_heads"), "image_size": vision.get("image_size"),
-        "patch_size": vision.get("patch_size"), "text_layers": text.get("num_hidden_layers"),
+        "patch_size": vision.get("patch_size"), "patch_stem": _patch_stem(vision),
+        "text_layers": text.get("num_hidden_layers"),
         "text_hidden": text.get("hidden_size"), "text_heads": text.get("num_attention_heads"),
         "vocab_size": text.get("vocab_size"),
     }
