@@ -29,8 +29,10 @@ def test_every_shipped_variant_is_a_finetune_config_with_the_shared_budget(varia
     for key in ("max_steps", "per_device_train_batch_size", "learning_rate", "eval_steps"):
         assert getattr(training_args, key) == config["shared"][key]  # the same budget for every method
     assert data_args.validation_data != data_args.test_data
-    if "model_config_replace" not in config["variants"][variant]:
-        assert model_args.model_config["text_config"] == config["shared"]["model_config"]["text_config"]
+    # Every method gets the same towers: the methods differ in what sits on top of them.
+    for tower in ("text_config", "vision_config"):
+        assert model_args.model_config[tower] == config["shared"]["model_config"][tower]
+    assert data_args.batch_groups == config["shared"].get("batch_groups")
 
 
 def fake_run(r1: float, minutes: float, reranked: bool) -> dict:

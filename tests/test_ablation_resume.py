@@ -40,10 +40,15 @@ class FakeTrainer:
 
     def __init__(self):
         self.launched = []
+        self.threads = []
+        self.fail = set()  # (variant, seed) runs that exit with an error
 
-    def __call__(self, run_dir):
+    def __call__(self, run_dir, threads=None):
         run = json.loads((run_dir / "run.json").read_text())
         self.launched.append((run_dir.parent.name, run["seed"]))
+        self.threads.append(threads)
+        if (run_dir.parent.name, run["seed"]) in self.fail:
+            return 1
         mode = run["model_config"]["fusion_mode"]
         quality = QUALITY[(mode, run["model_config"]["bypass_mode"]) if mode == "t2v2t" else mode]
         rng = np.random.default_rng([run["seed"], sum(map(ord, run_dir.parent.name))])  # variant and seed
@@ -90,7 +95,9 @@ def test_runs_are_written_reused_and_extended_seed_by_seed(setup):
     assert "caption_video_ids" not in record["test_ranks"]
     assert not (results / "ablation_runs.json").exists()
     assert "| VindLU-style | reranked | 3 |" in report and "| dual encoder | embedding | 3 |" in report
-    assert "Every run was trained in one go" in report and "(the issue allows 150 min: within)" in report
+    assert "Every run was trained in one go (`python -m training.ablation --jobs 1`" in report
+    assert "(the issue allows 150 min: within)" in report
+    assert trainer.threads == [None] * 15  # one run at a time: each run sets its own threads
     assert "Sum of per-run wall times" in report
 
     trainer.launched.clear()
@@ -225,3 +232,33 @@ def test_git_commit_commits_each_result_file_only(setup, tmp_path):
     status = subprocess.run(["git", "-C", str(tmp_path), "status", "--porcelain"], capture_output=True, text=True,
                             check=True).stdout
     assert "A  staged.txt" in status  # still staged, not committed
+
+
+def test_jobs_train_runs_side_by_side_with_the_cores_split_and_a_failure_stops_no_other_run(setup, monkeypatch):
+    trainer, main, results = setup
+    monkeypatch.delenv("OMP_NUM_THREADS", raising=False)
+    monkeypatch.setattr(ablation.os, "sched_getaffinity", lambda pid: {0, 1}, raising=False)
+    trainer.fail = {("vindlu", 1)}
+    config = fake_config(seeds=(0, 1, 2))
+    with pytest.raises(RuntimeError, match=r"1 of 15 runs failed \(vindlu/seed1\)"):
+        main(config, "--jobs", "2")
+    assert sorted(trainer.launched) == sorted((variant, seed) for variant in VARIANTS for seed in (0, 1, 2))
+    assert trainer.threads == [1] * 15  # 2 usable CPUs, 2 runs at a time
+    assert not ablation.result_path(results, "vindlu", 1).exists()
+    assert all(ablation.result_path(results, variant, seed).exists()
+               for variant in VARIANTS for seed in (0, 1, 2) if (variant, seed) != ("vindlu", 1))
+    (invocation,) = json.loads((results / "ablation_runs" / "invocations.json").read_text()).values()
+    assert invocation["jobs"] == 2 and len(invocation["trained"]) == 14
+
+    trainer.fail, trainer.launched = set(), []
+    monkeypatch.setenv("OMP_NUM_THREADS", "3")  # the user's thread count is kept, not split
+    report = main(config, "--jobs", "2")
+    assert trainer.launched == [("vindlu", 1)] and trainer.threads[-1] is None
+    assert "| VindLU-style | reranked | 3 |" in report
+    assert "no single start-to-end time" in report  # the failed run was trained by a second invocation
+
+
+def test_jobs_must_be_positive(setup):
+    _, main, _ = setup
+    with pytest.raises(SystemExit):
+        main(fake_config(), "--jobs", "0")

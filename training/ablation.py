@@ -5,6 +5,7 @@ seeds each, selected on validation, reported on test with paired-bootstrap compa
     python -m training.ablation --variants dual_encoder,t2v2t_self --seeds 5 6   # add seeds to two methods
     python -m training.ablation --report-only                     # results/ablation.md from the committed runs
     python -m training.ablation --git-commit                      # commit each run's result as it finishes
+    python -m training.ablation --jobs 2                          # two runs at a time, one thread each
 
 Each run is `python -m training.finetune RUN.json` in its own process (clean state, honest wall-clock time), where
 RUN.json is the config's shared settings plus the variant's model fields and the seed. Each finished run's result
@@ -14,6 +15,11 @@ config hash is not trained again, so an interrupted ablation resumes run by run 
 adding seeds or variants; a result made with another config is rerun and replaced (logged). The report
 (`results/ablation.md`, `results/ablation.png`; see `training/ablation_report.py`) is built from every result file
 of the current config, whichever invocation made it.
+
+`--jobs N` trains N runs at a time, each with (usable CPUs / N) torch threads (or `$OMP_NUM_THREADS` when set):
+a small model on 2 cores does not keep both busy through one process (its steps are short, with serial parts), so
+two one-thread runs side by side get through more steps per second than one two-thread run. Per-run wall times then
+overlap; the invocation's start-to-end time is the ablation's time.
 """
 
 import argparse
@@ -23,9 +29,12 @@ import hashlib
 import json
 import logging
 import shutil
+import os
 import subprocess
 import sys
+import threading
 import time
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 from training.ablation_report import bar_chart, build_report, summarise
@@ -34,6 +43,7 @@ logger = logging.getLogger("ablation")
 ROOT = Path(__file__).resolve().parent.parent
 RUNS_FOLDER = "ablation_runs"  # under the results folder: <variant>/seed<K>.json, and invocations.json
 INVOCATIONS_FILE = "invocations.json"
+_GIT_LOCK = threading.Lock()  # concurrent runs (--jobs) commit one at a time: git's index takes one writer
 
 
 def merge(base: dict, override: dict) -> dict:
@@ -82,11 +92,22 @@ def dumps_result(result: dict) -> str:
     return text + "\n"
 
 
-def launch(run_dir: Path) -> int:
-    """Train one run: `python -m training.finetune run.json` in its own process; its exit status."""
+def threads_per_run(jobs: int) -> int | None:
+    """Torch threads for each of `jobs` concurrent runs: `None` (the run decides, see `finetune.set_torch_threads`)
+    for one job or when `$OMP_NUM_THREADS` is set (the user's choice, kept), else usable CPUs // jobs (at least 1)."""
+    if jobs == 1 or os.environ.get("OMP_NUM_THREADS"):
+        return None
+    cpus = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+    return max(1, cpus // jobs)
+
+
+def launch(run_dir: Path, threads: int | None = None) -> int:
+    """Train one run: `python -m training.finetune run.json` in its own process (with `threads` torch threads when
+    given); its exit status."""
+    env = dict(os.environ) if threads is None else {**os.environ, "OMP_NUM_THREADS": str(threads)}
     with open(run_dir / "train.log", "w") as log:
         return subprocess.run([sys.executable, "-m", "training.finetune", str(run_dir / "run.json")], cwd=ROOT,
-                              stdout=log, stderr=subprocess.STDOUT).returncode
+                              stdout=log, stderr=subprocess.STDOUT, env=env).returncode
 
 
 def collect(run_dir: Path, digest: str) -> dict | None:
@@ -104,7 +125,7 @@ def collect(run_dir: Path, digest: str) -> dict | None:
             "wall_seconds": wall["wall_seconds"], "invocation": wall.get("invocation"), "test_ranks": ranks}
 
 
-def train(run: dict, run_dir: Path, digest: str, invocation: str) -> dict:
+def train(run: dict, run_dir: Path, digest: str, invocation: str, threads: int | None = None) -> dict:
     """Train one run from scratch in `run_dir` (an unfinished or stale run folder there is removed first)."""
     if run_dir.exists():
         if not (run_dir / "run.json").exists():
@@ -114,7 +135,7 @@ def train(run: dict, run_dir: Path, digest: str, invocation: str) -> dict:
     run_dir.mkdir(parents=True)
     (run_dir / "run.json").write_text(json.dumps(run, indent=1))
     started = time.perf_counter()
-    returncode = launch(run_dir)
+    returncode = launch(run_dir, threads)
     if returncode != 0:
         raise RuntimeError(f"Run {run_dir} failed (exit {returncode}); see {run_dir / 'train.log'}.")
     (run_dir / "wall_time.json").write_text(json.dumps({"wall_seconds": time.perf_counter() - started,
@@ -129,6 +150,11 @@ def git_commit(paths: list[Path], message: str) -> None:
     """Commit these files only (whatever else is staged stays staged); a failure is logged, not raised."""
     cwd = paths[0].parent
     names = [str(path.resolve()) for path in paths]
+    with _GIT_LOCK:
+        _git_add_and_commit(cwd, names, message)
+
+
+def _git_add_and_commit(cwd: Path, names: list[str], message: str) -> None:
     for command in (["git", "add", "--", *names], ["git", "commit", "-q", "-m", message, "--", *names]):
         process = subprocess.run(command, cwd=cwd, capture_output=True, text=True)
         if process.returncode != 0:
@@ -137,9 +163,10 @@ def git_commit(paths: list[Path], message: str) -> None:
 
 
 def ensure_run(config: dict, variant: str, seed: int, output_dir: Path, results_dir: Path, invocation: str,
-               commit: bool = False) -> str:
+               commit: bool = False, threads: int | None = None) -> str:
     """Make sure `results_dir`'s result of (variant, seed) is of the current config: "reused" (it was),
-    "collected" (a finished run folder of this config), or "trained". Returns which."""
+    "collected" (a finished run folder of this config), or "trained" (with `threads` torch threads when given).
+    Returns which."""
     run_dir = Path(output_dir) / variant / f"seed{seed}"
     run = run_config(config, variant, seed, run_dir)
     digest = config_hash(run)
@@ -152,7 +179,7 @@ def ensure_run(config: dict, variant: str, seed: int, output_dir: Path, results_
                        str(previous.get("config_sha256"))[:12], digest[:12])
     outcome, result = "collected", collect(run_dir, digest)
     if result is None:
-        outcome, result = "trained", train(run, run_dir, digest, invocation)
+        outcome, result = "trained", train(run, run_dir, digest, invocation, threads)
     label = config["variants"][variant].get("_label", variant)
     record = {"variant": variant, "label": label, "seed": seed, "config_sha256": digest, **result}
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -190,11 +217,13 @@ def load_invocations(results_dir: Path) -> dict[str, dict]:
     return json.loads(path.read_text()) if path.exists() else {}
 
 
-def record_invocation(results_dir: Path, invocation: str, wall_seconds: float, outcomes: dict[str, str]) -> Path:
-    """Append this invocation's start-to-end wall time and what it did to `ablation_runs/invocations.json`."""
+def record_invocation(results_dir: Path, invocation: str, wall_seconds: float, outcomes: dict[str, str],
+                      jobs: int = 1) -> Path:
+    """Append this invocation's start-to-end wall time, its runs at a time and what it did to
+    `ablation_runs/invocations.json`."""
     path = Path(results_dir) / RUNS_FOLDER / INVOCATIONS_FILE
     invocations = load_invocations(results_dir)
-    invocations[invocation] = {"wall_seconds": wall_seconds,
+    invocations[invocation] = {"wall_seconds": wall_seconds, "jobs": jobs,
                                "trained": sorted(run for run, outcome in outcomes.items() if outcome == "trained"),
                                "reused_or_collected": sum(outcome != "trained" for outcome in outcomes.values())}
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -234,7 +263,11 @@ def main(argv=None) -> None:
     parser.add_argument("--git-commit", action="store_true",
                         help="commit each run's result file (and invocations.json) as soon as it is written")
     parser.add_argument("--replicates", type=int, default=10_000, help="bootstrap replicates per comparison")
+    parser.add_argument("--jobs", type=int, default=1,
+                        help="runs trained at a time, each with usable CPUs / jobs torch threads (see above)")
     args = parser.parse_args(argv)
+    if args.jobs < 1:
+        parser.error(f"--jobs must be >= 1, got {args.jobs}")
     logging.basicConfig(format="%(asctime)s %(levelname)s %(name)s: %(message)s", level=logging.INFO)
 
     config_path = Path(args.config).resolve()
@@ -250,17 +283,33 @@ def main(argv=None) -> None:
         # Microseconds: two invocations in the same second (e.g. a quick resume) must not share an id.
         invocation = datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="microseconds")
         started = time.perf_counter()
-        outcomes = {}
-        total = len(variants) * len(seeds)
-        for number, (variant, seed) in enumerate(((v, s) for v in variants for s in seeds), start=1):
-            logger.info("[%d/%d] %s, seed %d", number, total, variant, seed)
-            outcomes[f"{variant}/seed{seed}"] = ensure_run(config, variant, seed, Path(args.output_dir), results_dir,
-                                                           invocation, args.git_commit)
+        runs = [(variant, seed) for variant in variants for seed in seeds]
+        threads = threads_per_run(args.jobs)
+        if args.jobs > 1:
+            logger.info("%d runs at a time, %s torch thread(s) each", args.jobs,
+                        threads if threads is not None else f"$OMP_NUM_THREADS={os.environ['OMP_NUM_THREADS']}")
+
+        def one_run(number, variant, seed):
+            logger.info("[%d/%d] %s, seed %d", number, len(runs), variant, seed)
+            return ensure_run(config, variant, seed, Path(args.output_dir), results_dir, invocation, args.git_commit,
+                              threads)
+
+        # A failed run does not stop the others (each finished run's result is already saved); the first failure
+        # is raised once every run has ended.
+        with ThreadPoolExecutor(max_workers=args.jobs) as pool:
+            futures = {f"{variant}/seed{seed}": pool.submit(one_run, number, variant, seed)
+                       for number, (variant, seed) in enumerate(runs, start=1)}
+        failures = {run: future.exception() for run, future in futures.items() if future.exception() is not None}
+        outcomes = {run: future.result() for run, future in futures.items() if run not in failures}
         if any(outcome == "trained" for outcome in outcomes.values()):
-            path = record_invocation(results_dir, invocation, time.perf_counter() - started, outcomes)
+            path = record_invocation(results_dir, invocation, time.perf_counter() - started, outcomes, args.jobs)
             if args.git_commit:
                 git_commit([path], f"ablation: invocation {invocation}")
         logger.info("Runs: %s", {outcome: list(outcomes.values()).count(outcome) for outcome in set(outcomes.values())})
+        if failures:
+            run, error = next(iter(failures.items()))
+            raise RuntimeError(f"{len(failures)} of {len(runs)} runs failed ({', '.join(failures)}); the first, "
+                               f"{run}: {error}") from error
     if not args.runs_only:
         print(write_report(config, config_path, results_dir, args.replicates))
 

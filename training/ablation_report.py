@@ -244,13 +244,15 @@ def wall_time_lines(runs: dict[str, list[dict]], invocations: dict[str, dict]) -
     if not records:
         return []
     total = sum(record["wall_seconds"] for record in records)
-    lines = [f"- Sum of per-run wall times (each run's own process, start to end; runs one after another): "
+    lines = [f"- Sum of per-run wall times (each run's own process, start to end; runs overlap when trained with "
+             f"`--jobs` above 1): "
              f"{total / 60:.1f} min over {len(records)} runs."]
     trained_by = {record.get("invocation") for record in records}
     only = next(iter(trained_by)) if len(trained_by) == 1 else None
     if only is not None and only in invocations:
         minutes = invocations[only]["wall_seconds"] / 60
-        lines.append(f"- Every run was trained in one go (`python -m training.ablation` started {only}): "
+        jobs = invocations[only].get("jobs", 1)
+        lines.append(f"- Every run was trained in one go (`python -m training.ablation --jobs {jobs}` started {only}): "
                      f"{minutes:.1f} min from its start to its last run's end (the issue allows "
                      f"{TIME_LIMIT_MINUTES} min: {'within' if minutes <= TIME_LIMIT_MINUTES else 'over'}).")
     elif only is not None:
