@@ -38,9 +38,11 @@ test-fast: setup
 	$(PY) -m pytest -q -m "not slow" tests
 
 # Every method, same budget, several seeds, on the synthetic benchmark -> results/ablation_runs/ (one file per
-# run, resumable), results/ablation.md (with paired-bootstrap comparisons) and .png.
+# run, resumable), results/ablation.md (with paired-bootstrap comparisons) and .png. Two runs at a time, one
+# thread each: on 2 cores two quickstart-sized runs side by side stepped at about 1.03 s each (1.94 steps/s in all)
+# against 0.70 s for one run with 2 threads (1.43 steps/s).
 ablation: setup
-	$(PY) -m training.ablation
+	$(PY) -m training.ablation --jobs 2
 
 # The Gradio Space demo on http://127.0.0.1:7860.
 demo: setup

@@ -29,9 +29,19 @@ def test_every_shipped_variant_is_a_finetune_config_with_the_shared_budget(varia
     for key in ("max_steps", "per_device_train_batch_size", "learning_rate", "eval_steps"):
         assert getattr(training_args, key) == config["shared"][key]  # the same budget for every method
     assert data_args.validation_data != data_args.test_data
-    # Every method gets the same towers: the methods differ in what sits on top of them.
-    for tower in ("text_config", "vision_config"):
-        assert model_args.model_config[tower] == config["shared"]["model_config"][tower]
+    # Every method gets the same towers: the methods differ in what sits on top of them. Text embeddings come from
+    # the text layers below T2V2T's fusion_layer (the dual encoder keeps only those); X-Pool and CRET, which have no
+    # fusion layers, keep exactly those layers.
+    shared = config["shared"]["model_config"]
+    assert model_args.model_config["vision_config"] == shared["vision_config"]
+    assert model_args.text_model_name_or_path == config["shared"].get("text_model_name_or_path")
+    assert model_args.freeze_text_layers == config["shared"].get("freeze_text_layers", 0)
+    text = dict(model_args.model_config["text_config"])
+    if "model_config_replace" in config["variants"][variant]:
+        assert text.pop("num_hidden_layers") == shared["fusion_layer"]
+        assert text == {key: value for key, value in shared["text_config"].items() if key != "num_hidden_layers"}
+    else:
+        assert text == shared["text_config"]
     assert data_args.batch_groups == config["shared"].get("batch_groups")
 
 

@@ -108,6 +108,25 @@ def test_text_config_override_keeps_the_first_layers(text_tower):
                                bert.encoder.layer[1].attention.self.query.weight)
 
 
+@pytest.mark.parametrize("model_type", ["xpool", "cret"])
+def test_xpool_and_cret_take_the_same_pretrained_text_tower(text_tower, model_type):
+    """The ablation gives every method the same towers: X-Pool and CRET load the English text tower as T2V2T does."""
+    folder, bert = text_tower
+    args = ModelArguments(text_model_name_or_path=str(folder), freeze_text_layers=1, model_config={
+        "model_type": model_type, "vision_config": VISION, "embed_dim": 16, "text_config": {"num_hidden_layers": 2}})
+    model, _ = load_model_and_processor(args, pretraining=False)
+    assert model.config.model_type == model_type and len(model.text_model.encoder.layer) == 2
+    ids = torch.tensor([[2, 7, 9, 11, 3]])
+    mask = torch.ones_like(ids)
+    with torch.no_grad():
+        ours = model.eval().text_model.encode_text(ids, mask)
+        theirs = bert(input_ids=ids, attention_mask=mask, output_hidden_states=True).hidden_states[2]
+    torch.testing.assert_close(ours, theirs, rtol=0, atol=1e-5)  # both layers are text-only: the checkpoint's output
+    assert not any(p.requires_grad for p in model.text_model.embeddings.parameters())
+    assert not any(p.requires_grad for p in model.text_model.encoder.layer[0].parameters())
+    assert all(p.requires_grad for p in model.text_model.encoder.layer[1].parameters())
+
+
 def test_freezing_is_limited_to_text_only_layers(text_tower):
     folder, _ = text_tower
     model = T2V2TModel.from_vision_text_pretrained(None, str(folder), vision_config_overrides=VISION,

@@ -93,14 +93,14 @@ def resolve_model_path(name_or_path: str | None) -> str | None:
 
 
 def freeze_text_layers(model, num_layers: int) -> int:
-    """Freeze the text embeddings and the first `num_layers` text layers (text-only ones: below `fusion_layer`).
-    Returns the number of parameters frozen."""
+    """Freeze the text embeddings and the first `num_layers` text layers (text-only ones: below `fusion_layer`; every
+    layer of X-Pool's and CRET's text towers is text-only). Returns the number of parameters frozen."""
     if num_layers == 0:
         return 0
-    if getattr(model.config, "model_type", None) != "t2v2t":
-        raise ValueError(f"ModelArguments.freeze_text_layers={num_layers} applies to T2V2T models only, not "
-                         f"model_type={model.config.model_type!r}.")
-    text = model.base_model.text_model
+    text = getattr(model.base_model, "text_model", None)
+    if text is None:  # X-Pool on a CLIP checkpoint: its text tower is CLIP's own module
+        raise ValueError(f"ModelArguments.freeze_text_layers={num_layers} applies to models with their own text "
+                         f"tower (T2V2T, and X-Pool or CRET on towers), not this {type(model).__name__}.")
     if num_layers > text.fusion_layer:
         raise ValueError(f"ModelArguments.freeze_text_layers={num_layers} exceeds fusion_layer={text.fusion_layer}: "
                          "only text-only layers can be frozen.")
