@@ -39,8 +39,8 @@ test-fast: setup
 
 # Every method, same budget, several seeds, on the synthetic benchmark -> results/ablation_runs/ (one file per
 # run, resumable), results/ablation.md (with paired-bootstrap comparisons) and .png. Two runs at a time, one
-# thread each: on 2 cores two quickstart-sized runs side by side stepped at about 1.03 s each (1.94 steps/s in all)
-# against 0.70 s for one run with 2 threads (1.43 steps/s).
+# thread each: on 2 cores a quickstart-sized training step took about 1.03 s in each of two such runs side by side
+# (1.9 steps/s in all) against 0.69 s in one run with 2 threads (1.4 steps/s) (measured 2026-12-02).
 ablation: setup
 	$(PY) -m training.ablation --jobs 2
 
