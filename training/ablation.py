@@ -231,6 +231,11 @@ def record_invocation(results_dir: Path, invocation: str, wall_seconds: float, o
     return path
 
 
+def _shown(path: Path) -> Path:
+    """A path as a command line in the report shows it: relative to the repository when inside it."""
+    return path.relative_to(ROOT) if path.is_relative_to(ROOT) else path
+
+
 def write_report(config: dict, config_path: Path, results_dir: Path, num_replicates: int) -> str:
     """results/ablation.md and .png from every committed result of the current config."""
     runs, ignored = load_runs(config, results_dir)
@@ -243,9 +248,10 @@ def write_report(config: dict, config_path: Path, results_dir: Path, num_replica
     if selected:
         bar_chart(selected, labels, 100.0 / int(config["test_videos"]), results_dir / "ablation.png")
         chart = "ablation.png"
-    shown = config_path.relative_to(ROOT) if config_path.is_relative_to(ROOT) else config_path
-    report = build_report(config, runs, f"python -m training.ablation --config {shown}", load_invocations(results_dir),
-                          ignored, num_replicates, chart)
+    command = f"python -m training.ablation --config {_shown(config_path)}"
+    if Path(results_dir).resolve() != ROOT / "results":
+        command += f" --results-dir {_shown(Path(results_dir).resolve())}"
+    report = build_report(config, runs, command, load_invocations(results_dir), ignored, num_replicates, chart)
     (results_dir / "ablation.md").write_text(report)
     return report
 
