@@ -366,10 +366,14 @@ class T2V2TModel(T2V2TPreTrainedModel):
         if not self.config.has_joint_encoder:
             raise ValueError(f"{what} needs a joint encoder, but this model has fusion_mode='none' (dual encoder).")
 
-    def fuse(self, text_states, attention_mask, video_tokens, output_bypass_probs: bool = False):
+    def fuse(self, text_states, attention_mask, video_tokens, output_bypass_probs: bool = False,
+             cls_only: bool = False):
         """
         Joint encoding of aligned pairs (text i, video i): text→video layers (T2V2T modes) then the text fusion
         layers. Returns the fused text states (P, N, D) and the per-layer bypass probabilities (or `None`).
+        `cls_only`: the last fusion layer computes the [CLS] row alone, (P, 1, D): the same [CLS] as the full
+        computation, and all that VTM reads (with one fusion layer, as in the synthetic configs, it skips most of
+        the fusion's work).
         """
         self._require_joint_encoder("fuse()")
         if text_states.shape[0] != video_tokens.shape[0]:
@@ -382,7 +386,7 @@ class T2V2TModel(T2V2TPreTrainedModel):
                 video_tokens, bypass_prob = layer(video_tokens, text_states, attention_mask)
                 if output_bypass_probs and bypass_prob is not None:
                     bypass_probs.append(bypass_prob)
-        fused = self.text_model.fuse(text_states, attention_mask, video_tokens)
+        fused = self.text_model.fuse(text_states, attention_mask, video_tokens, cls_only)
         return fused, (tuple(bypass_probs) if bypass_probs else None)
 
     # ----- cached joint encoder (reranking) -------------------------------------------------------------------
@@ -539,7 +543,8 @@ class T2V2TModel(T2V2TPreTrainedModel):
             if video_encoding.video_tokens is None:
                 raise ValueError("The reference path (use_joint_cache=False) needs the encoding's video_tokens.")
             fused, bypass_probs = self.fuse(text_encoding.text_states, text_encoding.attention_mask,
-                                            video_encoding.video_tokens[video_index], output_bypass_probs)
+                                            video_encoding.video_tokens[video_index], output_bypass_probs,
+                                            cls_only=True)
             cls = fused[:, 0]
         logits = self.itm_head(cls)
         if self.config.rerank_score == "vtm":
@@ -585,7 +590,7 @@ class T2V2TModel(T2V2TPreTrainedModel):
         text_index = torch.cat([arange, rows, negative_texts[has_negative]])
         video_index = torch.cat([arange, negative_videos[has_negative], rows])
         fused, _ = self.fuse(text.text_states[text_index], text.attention_mask[text_index],
-                             video.video_tokens[video_index])
+                             video.video_tokens[video_index], cls_only=True)
         logits = self.itm_head(fused[:, 0])
         labels = torch.cat([torch.ones_like(arange), torch.zeros(2 * len(rows), dtype=torch.long,
                                                                  device=similarity.device)])

@@ -107,8 +107,12 @@ class T2V2TTextLayer(GradientCheckpointingLayer):
         hidden_states: torch.Tensor,
         self_bias: torch.Tensor,
         video_states: torch.Tensor | None = None,
+        cls_only: bool = False,
     ) -> torch.Tensor:
-        hidden_states = self.attention(hidden_states, hidden_states, self_bias)
+        """With `cls_only`, only the [CLS] row is computed (its queries attend to every token's keys/values):
+        the same [CLS] output as the full layer, for a last layer whose other rows nobody reads. (B, 1, D)."""
+        rows = hidden_states[:, :1] if cls_only else hidden_states
+        hidden_states = self.attention(rows, hidden_states, self_bias)
         if video_states is not None:
             if self.crossattention is None:
                 raise ValueError("video tokens were given to a text-only layer (below fusion_layer).")
@@ -185,12 +189,14 @@ class T2V2TTextTransformer(nn.Module):
         start: int,
         end: int,
         video_states: torch.Tensor | None = None,
+        cls_only: bool = False,
     ) -> torch.Tensor:
-        """Runs layers `[start, end)`; layers at or past `fusion_layer` cross-attend to `video_states` if given."""
+        """Runs layers `[start, end)`; layers at or past `fusion_layer` cross-attend to `video_states` if given.
+        `cls_only`: the last layer computes the [CLS] row alone (B, 1, D), all that a match score reads."""
         bias = padding_mask_to_bias(attention_mask, hidden_states.dtype)
         for index in range(start, end):
             context = video_states if index >= self.fusion_layer else None
-            hidden_states = self.encoder.layer[index](hidden_states, bias, context)
+            hidden_states = self.encoder.layer[index](hidden_states, bias, context, cls_only and index == end - 1)
         return hidden_states
 
     def encode_text(self, input_ids, attention_mask, token_type_ids=None) -> torch.Tensor:
@@ -198,9 +204,11 @@ class T2V2TTextTransformer(nn.Module):
         embeddings = self.embeddings(input_ids, token_type_ids)
         return self.run_layers(embeddings, attention_mask, 0, self.fusion_layer)
 
-    def fuse(self, text_states, attention_mask, video_states) -> torch.Tensor:
-        """Joint features: layers `[fusion_layer, num_layers)` over text states, cross-attending to video."""
-        return self.run_layers(text_states, attention_mask, self.fusion_layer, self.num_layers, video_states)
+    def fuse(self, text_states, attention_mask, video_states, cls_only: bool = False) -> torch.Tensor:
+        """Joint features: layers `[fusion_layer, num_layers)` over text states, cross-attending to video; with
+        `cls_only` the last layer gives the [CLS] row alone (B, 1, D)."""
+        return self.run_layers(text_states, attention_mask, self.fusion_layer, self.num_layers, video_states,
+                               cls_only)
 
     def video_keys_values(self, video_states: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """The fusion layers' cross-attention keys and values of video tokens (B, M, Dv): two (B, F, M, D) tensors,

@@ -305,3 +305,31 @@ def test_bf16_autocast_and_bf16_weights_train():
     assert torch.isfinite(loss) and model.t2v2t.itm_head.weight.grad is not None
     bf16_loss = T2V2TModel(config).to(torch.bfloat16)(**inputs, return_loss=True).loss
     assert torch.isfinite(bf16_loss)
+
+
+@pytest.mark.parametrize("mode,fusion_layer", [("t2v2t", 2), ("v2t", 1), ("naive_t2v2t", 1)])
+def test_cls_only_fusion_equals_the_full_fusion_with_its_gradients(mode, fusion_layer):
+    # VTM and reranking read only the fused [CLS]: computing the last fusion layer for that row alone (queries from
+    # [CLS], keys/values from every token) must give the same [CLS] and the same gradients as the full layer.
+    config = tiny_config(fusion_mode=mode, fusion_layer=fusion_layer, num_t2v_layers=2)
+    model = T2V2TModel(config).eval()  # no dropout: both computations see the same network
+    inputs = tiny_inputs(config)
+    text = model.encode_text(inputs["input_ids"], inputs["attention_mask"])
+    video = model.encode_video(inputs["pixel_values_videos"])
+    full, _ = model.fuse(text.text_states, text.attention_mask, video.video_tokens)
+    cls, _ = model.fuse(text.text_states, text.attention_mask, video.video_tokens, cls_only=True)
+    assert cls.shape == (4, 1, config.text_config.hidden_size)
+    torch.testing.assert_close(cls[:, 0], full[:, 0], rtol=1e-5, atol=1e-6)
+    parameters = [p for p in model.parameters() if p.requires_grad]
+    grads_full = torch.autograd.grad(model.itm_head(full[:, 0])[:, 1].sum(), parameters, allow_unused=True,
+                                     retain_graph=True)
+    grads_cls = torch.autograd.grad(model.itm_head(cls[:, 0])[:, 1].sum(), parameters, allow_unused=True)
+    compared = 0
+    for a, b in zip(grads_full, grads_cls):
+        assert (a is None) == (b is None)
+        if a is not None:
+            torch.testing.assert_close(b, a, rtol=1e-4, atol=1e-6)
+            compared += 1
+    assert compared > 10
+    # The padded caption (row 0) keeps its mask: its [CLS] ignores the padding in both computations.
+    assert bool(inputs["attention_mask"][0].eq(0).any())
