@@ -6,6 +6,7 @@ import json
 from dataclasses import dataclass, field
 
 from processing.builders import BUILDERS, check_arguments
+from training.retrieval_trainer import CPU_TRAINING_ATTENTION
 
 
 def parse_json_argument(value, name: str, expected: tuple = (dict,)):
@@ -122,6 +123,11 @@ class ModelArguments:
     module_learning_rates: str | None = field(  # a dict when read from a JSON file
         default=None, metadata={"help": "JSON object: parameter-name prefix -> learning rate for those parameters "
                                         "(e.g. '{\"pooling.\": 1e-5}'); the others use --learning_rate."})
+    cpu_training_attention: str = field(default="math", metadata={
+        "help": "Scaled-dot-product-attention kernel of training steps on CPU: 'math' (PyTorch's plain kernel; for "
+                "this package's small models its backward is faster than the flash kernel's: "
+                "benchmarks/training_step_cost.py) or 'default' (PyTorch's own choice). Evaluation always uses "
+                "PyTorch's choice; on GPU this setting does nothing."})
 
     def __post_init__(self):
         self.module_learning_rates = parse_json_argument(self.module_learning_rates, "module_learning_rates") or {}
@@ -145,6 +151,9 @@ class ModelArguments:
                              "the vision_config of a video tower trained from scratch.")
         if self.freeze_text_layers < 0:
             raise ValueError(f"ModelArguments.freeze_text_layers={self.freeze_text_layers} must be >= 0.")
+        if self.cpu_training_attention not in CPU_TRAINING_ATTENTION:
+            raise ValueError(f"--cpu_training_attention must be one of {CPU_TRAINING_ATTENTION}, got "
+                             f"{self.cpu_training_attention!r}.")
 
 
 def _check_spec(spec, name: str) -> dict:

@@ -144,6 +144,7 @@ def main(argv=None, pretraining: bool = False, description: str = DESCRIPTION, e
         retrieval_loaders=gallery_loaders(data_args, processor, training_args.per_device_eval_batch_size,
                                           training_args.dataloader_num_workers),
         k_test=data_args.k_test, module_learning_rates=model_args.module_learning_rates,
+        cpu_training_attention=model_args.cpu_training_attention,
         train_batch_sampler=train_batch_sampler(data_args, train_videos, train_pairs,
                                                 training_args.per_device_train_batch_size, training_args.seed,
                                                 training_args.dataloader_drop_last),
