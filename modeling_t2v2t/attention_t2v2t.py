@@ -92,12 +92,16 @@ class BypassCrossAttention(nn.Module):
         context: torch.Tensor,
         context_mask: torch.Tensor | None = None,
         output_attentions: bool = False,
+        context_index: torch.Tensor | None = None,
     ) -> tuple[torch.Tensor, ...]:
         """
         Args:
             queries: (B, Q, Dq) normalised video tokens. context: (B, N, Dc) text states.
             context_mask: (B, N) 1 for real words, 0 for padding.
             output_attentions: also return each query's attention over the words (for visualisation).
+            context_index (`(B,)`, *optional*): then `context` and `context_mask` hold each distinct caption once
+                (C, N, ...) and query row i attends to caption `context_index[i]`: the keys and values are projected
+                once per caption (VTM pairs reuse each caption up to three times).
         Returns:
             update (B, Q, Dq) to add to the video tokens, and the bypass probability per head (B, H, Q)
             (`None` without bypass); with `output_attentions`, a third item: the probability each query gives
@@ -106,6 +110,9 @@ class BypassCrossAttention(nn.Module):
         q = split_heads(self.q_proj(queries), self.num_heads)  # (B, H, Q, d)
         k = split_heads(self.k_proj(context), self.num_heads)  # (B, H, N, d)
         v = split_heads(self.v_proj(context), self.num_heads)
+        if context_index is not None:
+            k, v = k[context_index], v[context_index]
+            context_mask = None if context_mask is None else context_mask[context_index]
         logits = torch.matmul(q, k.transpose(-1, -2)) * self.scale  # (B, H, Q, N)
         if context_mask is not None:
             logits = logits + padding_mask_to_bias(context_mask, logits.dtype)

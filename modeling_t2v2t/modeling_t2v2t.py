@@ -154,8 +154,9 @@ class T2VFusionLayer(GradientCheckpointingLayer):
         self.layer_scale = nn.Parameter(torch.full((vision.hidden_size,), float(config.t2v_layer_scale_init_value)))
         self.drop_path = DropPath(vision.drop_path_rate)
 
-    def forward(self, video_tokens, text_states, text_mask, output_attentions: bool = False):
-        update, *probs = self.cross_attention(self.layernorm(video_tokens), text_states, text_mask, output_attentions)
+    def forward(self, video_tokens, text_states, text_mask, output_attentions: bool = False, text_index=None):
+        update, *probs = self.cross_attention(self.layernorm(video_tokens), text_states, text_mask, output_attentions,
+                                              context_index=text_index)
         return video_tokens + self.drop_path(self.layer_scale * update), *probs
 
 
@@ -367,26 +368,35 @@ class T2V2TModel(T2V2TPreTrainedModel):
             raise ValueError(f"{what} needs a joint encoder, but this model has fusion_mode='none' (dual encoder).")
 
     def fuse(self, text_states, attention_mask, video_tokens, output_bypass_probs: bool = False,
-             cls_only: bool = False):
+             cls_only: bool = False, text_index=None, video_index=None):
         """
         Joint encoding of aligned pairs (text i, video i): text→video layers (T2V2T modes) then the text fusion
         layers. Returns the fused text states (P, N, D) and the per-layer bypass probabilities (or `None`).
-        `cls_only`: the last fusion layer computes the [CLS] row alone, (P, 1, D): the same [CLS] as the full
-        computation, and all that VTM reads (with one fusion layer, as in the synthetic configs, it skips most of
-        the fusion's work).
+
+        - `cls_only`: the last fusion layer computes the [CLS] row alone, (P, 1, D): the same [CLS] as the full
+          computation, and all that VTM reads (with one fusion layer, as in the synthetic configs, it skips most of
+          the fusion's work).
+        - `text_index` / `video_index` (`(P,)`, *optional*): pair i is text `text_index[i]` and video
+          `video_index[i]` of `text_states`/`attention_mask` and `video_tokens`, which then hold each text and
+          video once. Work that depends on the text alone (the text→video layers' word keys and values, the first
+          fusion layer's self-attention) or, without text→video layers, on the video alone (the fusion layers'
+          video keys and values) is done once per text or video and shared by its pairs: VTM's 3B pairs reuse B
+          texts and B videos. The same function as indexing the inputs first.
         """
         self._require_joint_encoder("fuse()")
-        if text_states.shape[0] != video_tokens.shape[0]:
-            raise ValueError(
-                f"fuse() scores aligned pairs: got {text_states.shape[0]} texts and {video_tokens.shape[0]} videos."
-            )
+        pairs = text_states.shape[0] if text_index is None else len(text_index)
+        videos = video_tokens.shape[0] if video_index is None else len(video_index)
+        if pairs != videos:
+            raise ValueError(f"fuse() scores aligned pairs: got {pairs} texts and {videos} videos.")
         bypass_probs = [] if output_bypass_probs else None
         if self.t2v_layers is not None:
+            if video_index is not None:  # the text→video layers move each pair's video tokens its own way
+                video_tokens, video_index = video_tokens[video_index], None
             for layer in self.t2v_layers:
-                video_tokens, bypass_prob = layer(video_tokens, text_states, attention_mask)
+                video_tokens, bypass_prob = layer(video_tokens, text_states, attention_mask, text_index=text_index)
                 if output_bypass_probs and bypass_prob is not None:
                     bypass_probs.append(bypass_prob)
-        fused = self.text_model.fuse(text_states, attention_mask, video_tokens, cls_only)
+        fused = self.text_model.fuse(text_states, attention_mask, video_tokens, cls_only, text_index, video_index)
         return fused, (tuple(bypass_probs) if bypass_probs else None)
 
     # ----- cached joint encoder (reranking) -------------------------------------------------------------------
@@ -543,8 +553,8 @@ class T2V2TModel(T2V2TPreTrainedModel):
             if video_encoding.video_tokens is None:
                 raise ValueError("The reference path (use_joint_cache=False) needs the encoding's video_tokens.")
             fused, bypass_probs = self.fuse(text_encoding.text_states, text_encoding.attention_mask,
-                                            video_encoding.video_tokens[video_index], output_bypass_probs,
-                                            cls_only=True)
+                                            video_encoding.video_tokens, output_bypass_probs, cls_only=True,
+                                            video_index=video_index)
             cls = fused[:, 0]
         logits = self.itm_head(cls)
         if self.config.rerank_score == "vtm":
@@ -589,8 +599,8 @@ class T2V2TModel(T2V2TPreTrainedModel):
         rows = arange[has_negative]
         text_index = torch.cat([arange, rows, negative_texts[has_negative]])
         video_index = torch.cat([arange, negative_videos[has_negative], rows])
-        fused, _ = self.fuse(text.text_states[text_index], text.attention_mask[text_index],
-                             video.video_tokens[video_index], cls_only=True)
+        fused, _ = self.fuse(text.text_states, text.attention_mask, video.video_tokens, cls_only=True,
+                             text_index=text_index, video_index=video_index)
         logits = self.itm_head(fused[:, 0])
         labels = torch.cat([torch.ones_like(arange), torch.zeros(2 * len(rows), dtype=torch.long,
                                                                  device=similarity.device)])

@@ -75,10 +75,14 @@ class BertAttentionBlock(nn.Module):
         self.num_heads = config.num_attention_heads
         self.dropout = config.attention_probs_dropout_prob
 
-    def forward(self, hidden_states, context, bias):
+    def forward(self, hidden_states, context, bias, context_index=None):
+        """`context_index` (B,): `context` holds each distinct context once and row i attends to context
+        `context_index[i]` (its keys and values are projected once)."""
         dropout = self.dropout if self.training else 0.0
-        attended = attend(self.self.query(hidden_states), self.self.key(context), self.self.value(context),
-                          self.num_heads, bias, dropout)
+        key, value = self.self.key(context), self.self.value(context)
+        if context_index is not None:
+            key, value = key[context_index], value[context_index]
+        attended = attend(self.self.query(hidden_states), key, value, self.num_heads, bias, dropout)
         return self.output(attended, hidden_states)
 
 
@@ -108,15 +112,23 @@ class T2V2TTextLayer(GradientCheckpointingLayer):
         self_bias: torch.Tensor,
         video_states: torch.Tensor | None = None,
         cls_only: bool = False,
+        text_index: torch.Tensor | None = None,
+        video_index: torch.Tensor | None = None,
     ) -> torch.Tensor:
         """With `cls_only`, only the [CLS] row is computed (its queries attend to every token's keys/values):
-        the same [CLS] output as the full layer, for a last layer whose other rows nobody reads. (B, 1, D)."""
+        the same [CLS] output as the full layer, for a last layer whose other rows nobody reads. (B, 1, D).
+        With `text_index` (P,), `hidden_states` hold each distinct text once: the self-attention runs once per text
+        and its result is repeated for the P pairs before the cross-attention; with `video_index` (P,),
+        `video_states` hold each distinct video once (see `BertAttentionBlock.forward`)."""
         rows = hidden_states[:, :1] if cls_only else hidden_states
         hidden_states = self.attention(rows, hidden_states, self_bias)
+        if text_index is not None:
+            hidden_states = hidden_states[text_index]
         if video_states is not None:
             if self.crossattention is None:
                 raise ValueError("video tokens were given to a text-only layer (below fusion_layer).")
-            hidden_states = self.crossattention(hidden_states, video_states, None)  # every video token is real
+            # every video token is real: no mask
+            hidden_states = self.crossattention(hidden_states, video_states, None, context_index=video_index)
         return self.output(self.intermediate(hidden_states), hidden_states)
 
 
@@ -204,11 +216,24 @@ class T2V2TTextTransformer(nn.Module):
         embeddings = self.embeddings(input_ids, token_type_ids)
         return self.run_layers(embeddings, attention_mask, 0, self.fusion_layer)
 
-    def fuse(self, text_states, attention_mask, video_states, cls_only: bool = False) -> torch.Tensor:
+    def fuse(self, text_states, attention_mask, video_states, cls_only: bool = False, text_index=None,
+             video_index=None) -> torch.Tensor:
         """Joint features: layers `[fusion_layer, num_layers)` over text states, cross-attending to video; with
-        `cls_only` the last layer gives the [CLS] row alone (B, 1, D)."""
-        return self.run_layers(text_states, attention_mask, self.fusion_layer, self.num_layers, video_states,
-                               cls_only)
+        `cls_only` the last layer gives the [CLS] row alone (P, 1, D). `text_index` / `video_index` (P,): pair i
+        is text `text_index[i]` and video `video_index[i]` of inputs that hold each text / video once (the first
+        layer's self-attention runs per text, every layer's video keys and values per video)."""
+        if text_index is None and video_index is None:
+            return self.run_layers(text_states, attention_mask, self.fusion_layer, self.num_layers, video_states,
+                                   cls_only)
+        bias = padding_mask_to_bias(attention_mask, text_states.dtype)
+        hidden = text_states
+        for index in range(self.fusion_layer, self.num_layers):
+            first = index == self.fusion_layer
+            hidden = self.encoder.layer[index](hidden, bias, video_states, cls_only and index == self.num_layers - 1,
+                                               text_index if first else None, video_index)
+            if first and text_index is not None:  # from here on a row per pair
+                bias = bias[text_index]
+        return hidden
 
     def video_keys_values(self, video_states: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """The fusion layers' cross-attention keys and values of video tokens (B, M, Dv): two (B, F, M, D) tensors,

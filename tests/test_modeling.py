@@ -333,3 +333,36 @@ def test_cls_only_fusion_equals_the_full_fusion_with_its_gradients(mode, fusion_
     assert compared > 10
     # The padded caption (row 0) keeps its mask: its [CLS] ignores the padding in both computations.
     assert bool(inputs["attention_mask"][0].eq(0).any())
+
+
+@pytest.mark.parametrize("mode,bypass,fusion_layer", [("t2v2t", "self", 2), ("t2v2t", "null", 1), ("v2t", "self", 1),
+                                                      ("v2t", "self", 2), ("naive_t2v2t", "self", 1)])
+def test_indexed_fusion_equals_fusing_the_indexed_inputs(mode, bypass, fusion_layer):
+    # VTM's pairs reuse each text and video: fuse(..., text_index, video_index) projects per text / per video and
+    # shares the result; it must equal fusing the gathered (text, video) pairs, values and gradients.
+    config = tiny_config(fusion_mode=mode, bypass_mode=bypass, fusion_layer=fusion_layer, num_t2v_layers=2)
+    model = T2V2TModel(config).eval()  # no dropout: both computations see the same network
+    if mode == "t2v2t" and bypass == "null":
+        torch.nn.init.normal_(model.t2v_layers[0].cross_attention.null_value)  # zero at init: make it count
+    inputs = tiny_inputs(config)
+    text = model.encode_text(inputs["input_ids"], inputs["attention_mask"])
+    video = model.encode_video(inputs["pixel_values_videos"])
+    text_index = torch.tensor([0, 1, 2, 3, 0, 2, 3, 1, 0])  # row 0 has padding
+    video_index = torch.tensor([0, 1, 2, 3, 2, 0, 1, 3, 3])
+    parameters = [p for p in model.parameters() if p.requires_grad]
+    for cls_only in (False, True):
+        gathered, _ = model.fuse(text.text_states[text_index], text.attention_mask[text_index],
+                                 video.video_tokens[video_index], cls_only=cls_only)
+        indexed, _ = model.fuse(text.text_states, text.attention_mask, video.video_tokens, cls_only=cls_only,
+                                text_index=text_index, video_index=video_index)
+        torch.testing.assert_close(indexed, gathered, rtol=1e-5, atol=1e-6)
+        loss_gathered = model.itm_head(gathered[:, 0])[:, 1].square().sum()
+        loss_indexed = model.itm_head(indexed[:, 0])[:, 1].square().sum()
+        grads = torch.autograd.grad(loss_gathered, parameters, allow_unused=True, retain_graph=True)
+        for a, b in zip(grads, torch.autograd.grad(loss_indexed, parameters, allow_unused=True, retain_graph=True)):
+            assert (a is None) == (b is None)
+            if a is not None:
+                torch.testing.assert_close(b, a, rtol=1e-4, atol=1e-6)
+    # Pairs of different lengths are refused with both counts.
+    with pytest.raises(ValueError, match="got 9 texts and 4 videos"):
+        model.fuse(text.text_states, text.attention_mask, video.video_tokens, text_index=text_index)
