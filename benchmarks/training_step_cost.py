@@ -1,14 +1,24 @@
 """One training step (forward with the training loss, backward, AdamW step; bf16 autocast on CPU, as the synthetic
-configs train) of every method of an ablation config, with PyTorch's default scaled-dot-product-attention kernel and
-with its math kernel (`torch.nn.attention.SDPBackend.MATH`).
+configs train) of every method of an ablation config, computed four ways, each step of each way in turn:
+
+1. `before`: the joint encoders' VTM as it was until commit a81cc60: every VTM pair's text and video gathered first,
+   the whole last fusion layer computed, PyTorch's default scaled-dot-product-attention kernel;
+2. `+cls`: the last fusion layer for [CLS] only (`fuse(..., cls_only=True)`);
+3. `+shared`: and each text's and video's projections computed once for all its VTM pairs (`text_index`,
+   `video_index`);
+4. `+math` (the current training step): and PyTorch's math attention kernel (`cpu_training_attention="math"`).
+
+All four compute the same function (tests/test_modeling.py pins 2 and 3; 4 only changes float rounding). Methods
+without a joint encoder differ only in the kernel.
 
     python -m benchmarks.training_step_cost --threads 1            # the ablation's methods, one thread each
     python -m benchmarks.training_step_cost --variants t2v2t_self --steps 5
 
 Each model is built as the ablation builds it (the config's shared settings plus the variant's model fields, the
 pretrained text tower with its frozen layers), on one random batch (random token ids with some right padding, random
-pixels, every pair its own video). The two kernels alternate step by step, so load from other work on a shared
-machine falls on both; each cell is the fastest step (the least disturbed), after one warm-up step of each.
+pixels, every pair its own video). The ways alternate step by step in one process, so load from other work on a
+shared machine falls on all of them; each cell is the fastest step (the least disturbed), after one warm-up step of
+each.
 """
 
 import argparse
@@ -21,12 +31,38 @@ from pathlib import Path
 import torch
 from torch.nn.attention import SDPBackend, sdpa_kernel
 
+from modeling_t2v2t import T2V2TModel
 from training.ablation import run_config
 from training.arguments import ModelArguments
 from training.model_factory import freeze_text_layers, load_model_and_processor
 
 ROOT = Path(__file__).resolve().parent.parent
-KERNELS = {"default": contextlib.nullcontext, "math": lambda: sdpa_kernel(SDPBackend.MATH)}
+WAYS = ("before", "+cls", "+shared", "+math")
+
+
+@contextlib.contextmanager
+def computed(way: str):
+    """Runs the block's training step the `way` given (see the module docstring)."""
+    original = T2V2TModel.fuse
+
+    def gathered(self, text_states, attention_mask, video_tokens, output_bypass_probs=False, cls_only=False,
+                 text_index=None, video_index=None):
+        # The VTM inputs as the code before gave them: one row per pair, indexed before the fusion.
+        if text_index is not None:
+            text_states, attention_mask = text_states[text_index], attention_mask[text_index]
+        if video_index is not None:
+            video_tokens = video_tokens[video_index]
+        return original(self, text_states, attention_mask, video_tokens, output_bypass_probs,
+                        cls_only and way != "before")
+
+    kernel = sdpa_kernel(SDPBackend.MATH) if way == "+math" else contextlib.nullcontext()
+    if way in ("before", "+cls"):
+        T2V2TModel.fuse = gathered
+    try:
+        with kernel:
+            yield
+    finally:
+        T2V2TModel.fuse = original
 
 
 def build(run: dict):
@@ -50,11 +86,12 @@ def batch_for(model, size: int, tokens: int) -> dict:
                 return_loss=True)
 
 
-def timed_step(model, optimizer, inputs: dict, kernel: str) -> float:
+def timed_step(model, optimizer, inputs: dict, way: str) -> float:
     started = time.perf_counter()
-    with torch.autocast("cpu", dtype=torch.bfloat16), KERNELS[kernel]():
-        loss = model(**inputs).loss
-    loss.backward()
+    with computed(way):
+        with torch.autocast("cpu", dtype=torch.bfloat16):
+            loss = model(**inputs).loss
+        loss.backward()
     optimizer.step()
     optimizer.zero_grad()
     return time.perf_counter() - started
@@ -73,23 +110,24 @@ def main() -> None:
 
     print(f"## One training step per method: forward + loss, backward, AdamW; bf16 autocast, batch "
           f"{config['shared']['per_device_train_batch_size']}, {args.threads} thread(s), fastest of {args.steps}\n")
-    print("| method | default SDPA kernel, s/step | math SDPA kernel, s/step | default / math |")
-    print("|---|---:|---:|---:|")
+    print("| method | " + " | ".join(f"{way}, s/step" for way in WAYS) + " | before / now |")
+    print("|---|" + "---:|" * (len(WAYS) + 1))
     for variant in variants:
         run = run_config(config, variant, seed=0, run_dir="unused")
         torch.manual_seed(0)
         model = build(run)
         optimizer = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=1e-5)
         inputs = batch_for(model, run["per_device_train_batch_size"], run.get("max_length", 32))
-        times = {kernel: [] for kernel in KERNELS}
+        times = {way: [] for way in WAYS}
         for repeat in range(args.steps + 1):
-            for kernel in KERNELS:
-                seconds = timed_step(model, optimizer, inputs, kernel)
-                if repeat:  # the first step of each kernel warms up
-                    times[kernel].append(seconds)
-        default, math = min(times["default"]), min(times["math"])
+            for way in WAYS:
+                seconds = timed_step(model, optimizer, inputs, way)
+                if repeat:  # the first step of each way warms up
+                    times[way].append(seconds)
+        best = {way: min(times[way]) for way in WAYS}
         label = config["variants"][variant].get("_label", variant)
-        print(f"| {label} | {default:.3f} | {math:.3f} | {default / math:.2f} |", flush=True)
+        cells = " | ".join(f"{best[way]:.3f}" for way in WAYS)
+        print(f"| {label} | {cells} | {best['before'] / best['+math']:.2f}x |", flush=True)
 
 
 if __name__ == "__main__":
