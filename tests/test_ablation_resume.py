@@ -111,6 +111,10 @@ def test_runs_are_written_reused_and_extended_seed_by_seed(setup):
     assert "no single start-to-end time" in report  # two invocations trained these runs
     invocations = json.loads((results / "ablation_runs" / "invocations.json").read_text())
     assert len(invocations) == 2 and sorted(len(entry["trained"]) for entry in invocations.values()) == [2, 15]
+    # Each invocation records the code version it ran (the config hash does not cover the code); the report says it.
+    head = ablation.code_version()["commit"]
+    assert head and all(entry["code"]["commit"] == head for entry in invocations.values())
+    assert f"- Code: {head[:7]}" in report and "(2 invocation(s))" in report
 
 
 def test_a_changed_config_reruns_and_replaces_the_result(setup, caplog):

@@ -218,13 +218,28 @@ def load_invocations(results_dir: Path) -> dict[str, dict]:
     return json.loads(path.read_text()) if path.exists() else {}
 
 
+CODE_FOLDERS = ("modeling_t2v2t", "processing", "training")  # what a run's numbers depend on besides its config
+
+
+def code_version() -> dict:
+    """The commit the code was at, and whether the model, data or training code had uncommitted changes. The config
+    hash does not cover the code, and a code change can change a run's numbers (float rounding included), so each
+    invocation records this for the report."""
+    def git(*arguments):
+        process = subprocess.run(["git", *arguments], cwd=ROOT, capture_output=True, text=True)
+        return process.stdout.strip() if process.returncode == 0 else None
+
+    status = git("status", "--porcelain", "--untracked-files=no", "--", *CODE_FOLDERS)
+    return {"commit": git("rev-parse", "HEAD"), "modified": None if status is None else bool(status)}
+
+
 def record_invocation(results_dir: Path, invocation: str, wall_seconds: float, outcomes: dict[str, str],
-                      jobs: int = 1) -> Path:
-    """Append this invocation's start-to-end wall time, its runs at a time and what it did to
-    `ablation_runs/invocations.json`."""
+                      jobs: int = 1, code: dict | None = None) -> Path:
+    """Append this invocation's start-to-end wall time, its runs at a time, the code version it ran (`code_version`
+    at its start) and what it did to `ablation_runs/invocations.json`."""
     path = Path(results_dir) / RUNS_FOLDER / INVOCATIONS_FILE
     invocations = load_invocations(results_dir)
-    invocations[invocation] = {"wall_seconds": wall_seconds, "jobs": jobs,
+    invocations[invocation] = {"wall_seconds": wall_seconds, "jobs": jobs, "code": code,
                                "trained": sorted(run for run, outcome in outcomes.items() if outcome == "trained"),
                                "reused_or_collected": sum(outcome != "trained" for outcome in outcomes.values())}
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -289,6 +304,7 @@ def main(argv=None) -> None:
     if not args.report_only:
         # Microseconds: two invocations in the same second (e.g. a quick resume) must not share an id.
         invocation = datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="microseconds")
+        code = code_version()  # before any run: --git-commit moves HEAD as results land
         started = time.perf_counter()
         runs = [(variant, seed) for variant in variants for seed in seeds]
         threads = threads_per_run(args.jobs)
@@ -309,7 +325,8 @@ def main(argv=None) -> None:
         failures = {run: future.exception() for run, future in futures.items() if future.exception() is not None}
         outcomes = {run: future.result() for run, future in futures.items() if run not in failures}
         if any(outcome == "trained" for outcome in outcomes.values()):
-            path = record_invocation(results_dir, invocation, time.perf_counter() - started, outcomes, args.jobs)
+            path = record_invocation(results_dir, invocation, time.perf_counter() - started, outcomes, args.jobs,
+                                     code)
             if args.git_commit:
                 git_commit([path], f"ablation: invocation {invocation}")
         logger.info("Runs: %s", {outcome: list(outcomes.values()).count(outcome) for outcome in set(outcomes.values())})

@@ -261,7 +261,23 @@ def wall_time_lines(runs: dict[str, list[dict]], invocations: dict[str, dict]) -
     else:
         lines.append(f"- The runs were trained over {len(trained_by)} invocations, so there is no single "
                      "start-to-end time.")
+    lines.append(code_line(trained_by, invocations))
     return lines
+
+
+def code_line(trained_by: set, invocations: dict[str, dict]) -> str:
+    """Which code versions trained the reported runs (the config hash does not cover the code)."""
+    versions = []
+    for invocation in sorted(trained_by, key=str):
+        code = invocations.get(invocation, {}).get("code")
+        if not code or not code.get("commit"):
+            versions.append("not recorded")
+        else:
+            modified = " with uncommitted changes to the code" if code.get("modified") else ""
+            versions.append(code["commit"][:7] + modified)
+    distinct = sorted(set(versions))
+    return (f"- Code: {', '.join(f'{version} ({versions.count(version)} invocation(s))' for version in distinct)}. "
+            "The config hash does not cover the code: runs of one config made by different code can differ.")
 
 
 def bar_chart(table: dict[str, dict], labels: dict[str, str], chance: float, path: Path) -> None:
