@@ -43,8 +43,9 @@ class RetrievalTrainer(Trainer):
             `"pooling."` on from-scratch towers); the rest use `args.learning_rate`. The scheduler scales every group.
         cpu_training_attention: `"math"` (default): on CPU, training steps (forward and backward) run attention
             with PyTorch's math kernel. Its backward is faster than the flash kernel's for short sequences: a
-            training step of the ablation's models took 1.04-1.35x less time with it, while inference was faster
-            with the default kernel (`benchmarks/training_step_cost.py`). `"default"`: PyTorch's own choice.
+            training step of the ablation's models took about 1.1-1.4x less time with it
+            (`benchmarks/training_step_cost.py`, its last two columns), while in a one-off check inference was faster
+            with the default kernel, which evaluation keeps. `"default"`: PyTorch's own choice.
 
     `evaluate()` returns `{prefix}_{embedding|reranked}_{metric}` for every retrieval metric, and
     `{prefix}_mean_recall` (reranked when the model has a joint encoder, else embedding), and per-family win rates
