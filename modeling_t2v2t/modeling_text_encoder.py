@@ -202,13 +202,20 @@ class T2V2TTextTransformer(nn.Module):
         end: int,
         video_states: torch.Tensor | None = None,
         cls_only: bool = False,
+        text_index: torch.Tensor | None = None,
+        video_index: torch.Tensor | None = None,
     ) -> torch.Tensor:
         """Runs layers `[start, end)`; layers at or past `fusion_layer` cross-attend to `video_states` if given.
-        `cls_only`: the last layer computes the [CLS] row alone (B, 1, D), all that a match score reads."""
+        `cls_only`: the last layer computes the [CLS] row alone (B, 1, D), all that a match score reads.
+        `text_index` / `video_index`: see `fuse`."""
         bias = padding_mask_to_bias(attention_mask, hidden_states.dtype)
         for index in range(start, end):
             context = video_states if index >= self.fusion_layer else None
-            hidden_states = self.encoder.layer[index](hidden_states, bias, context, cls_only and index == end - 1)
+            first = index == start
+            hidden_states = self.encoder.layer[index](hidden_states, bias, context, cls_only and index == end - 1,
+                                                      text_index if first else None, video_index)
+            if first and text_index is not None:  # from here on a row per pair
+                bias = bias[text_index]
         return hidden_states
 
     def encode_text(self, input_ids, attention_mask, token_type_ids=None) -> torch.Tensor:
@@ -222,18 +229,8 @@ class T2V2TTextTransformer(nn.Module):
         `cls_only` the last layer gives the [CLS] row alone (P, 1, D). `text_index` / `video_index` (P,): pair i
         is text `text_index[i]` and video `video_index[i]` of inputs that hold each text / video once (the first
         layer's self-attention runs per text, every layer's video keys and values per video)."""
-        if text_index is None and video_index is None:
-            return self.run_layers(text_states, attention_mask, self.fusion_layer, self.num_layers, video_states,
-                                   cls_only)
-        bias = padding_mask_to_bias(attention_mask, text_states.dtype)
-        hidden = text_states
-        for index in range(self.fusion_layer, self.num_layers):
-            first = index == self.fusion_layer
-            hidden = self.encoder.layer[index](hidden, bias, video_states, cls_only and index == self.num_layers - 1,
-                                               text_index if first else None, video_index)
-            if first and text_index is not None:  # from here on a row per pair
-                bias = bias[text_index]
-        return hidden
+        return self.run_layers(text_states, attention_mask, self.fusion_layer, self.num_layers, video_states,
+                               cls_only, text_index, video_index)
 
     def video_keys_values(self, video_states: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """The fusion layers' cross-attention keys and values of video tokens (B, M, Dv): two (B, F, M, D) tensors,
