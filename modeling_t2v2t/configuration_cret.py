@@ -4,7 +4,7 @@ SIGIR 2022) on this package's towers (the T2V2T video encoder and a BERT text en
 from transformers import PreTrainedConfig
 from transformers.utils import logging
 
-from .configuration_t2v2t import T2V2TTextConfig, T2V2TVisionConfig
+from .configuration_t2v2t import TEXT_POOLINGS, T2V2TTextConfig, T2V2TVisionConfig
 from .validation_t2v2t import ConfigValidator
 
 logger = logging.get_logger(__name__)
@@ -20,6 +20,8 @@ class CRETConfig(PreTrainedConfig):
         text_config (`dict` or `T2V2TTextConfig`): BERT-like text encoder (all layers text-only).
         vision_config (`dict` or `T2V2TVisionConfig`): the video encoder.
         embed_dim (`int`, defaults to 256): size of the global text and frame embeddings.
+        text_pooling (`str`, defaults to `"cls"`): the text tower's sentence feature, as `T2V2TConfig.text_pooling`:
+            `"cls"` ([CLS]) or `"mean"` (mean over real tokens); the global text embedding's input.
         num_centers (`int`, defaults to 8): centre queries of the CCM, i.e. local embeddings per text or video.
         ccm_hidden_size (`int`, *optional*): width of the CCM decoder and of each local embedding; default
             `embed_dim`.
@@ -51,6 +53,7 @@ class CRETConfig(PreTrainedConfig):
     text_config: dict | T2V2TTextConfig | None = None
     vision_config: dict | T2V2TVisionConfig | None = None
     embed_dim: int = 256
+    text_pooling: str = "cls"
     num_centers: int = 8
     ccm_hidden_size: int | None = None
     ccm_num_layers: int = 2
@@ -72,6 +75,7 @@ class CRETConfig(PreTrainedConfig):
         self.ccm_intermediate_size = (4 * self.ccm_hidden_size if self.ccm_intermediate_size is None
                                       else self.ccm_intermediate_size)
         check = ConfigValidator(self)
+        check.one_of("text_pooling", TEXT_POOLINGS)
         check.positive_int("embed_dim", "num_centers", "ccm_hidden_size", "ccm_num_layers", "ccm_num_attention_heads",
                            "ccm_intermediate_size")
         check.divides("ccm_num_attention_heads", "ccm_hidden_size")

@@ -16,6 +16,7 @@ logger = logging.get_logger(__name__)
 FUSION_MODES = ("t2v2t", "naive_t2v2t", "v2t", "none")
 BYPASS_MODES = ("self", "null")
 RERANK_SCORES = ("vtm+vtc", "vtm")
+TEXT_POOLINGS = ("cls", "mean")
 PATCH_EMBEDDINGS = ("linear", "conv_stem")
 
 
@@ -185,6 +186,9 @@ class T2V2TConfig(PreTrainedConfig):
         fusion_layer (`int`, defaults to 9): index of the first text layer that cross-attends to video; layers
             before it are text-only and give the VTC text feature.
         embed_dim (`int`, defaults to 256): size of the VTC projections.
+        text_pooling (`str`, defaults to `"cls"`): which text-only states give the VTC text feature. `"cls"`: the
+            [CLS] state, as VindLU (BERT) does; `"mean"`: the mean over the caption's real tokens, as sentence
+            encoders trained with mean pooling (e.g. all-MiniLM-L6-v2) were trained to be read.
         temp (`float`, defaults to 0.07): initial VTC temperature, learnable, clamped to `[temp_min, temp_max]`.
         mlm_probability (`float`, defaults to 0.5): masking ratio of the pretraining MLM loss.
         vtm_hard_negatives (`bool`, defaults to `True`): sample VTM negatives from the VTC similarity (else uniform).
@@ -216,6 +220,7 @@ class T2V2TConfig(PreTrainedConfig):
     t2v_layer_scale_init_value: float = 0.1
     fusion_layer: int = 9
     embed_dim: int = 256
+    text_pooling: str = "cls"
     temp: float = 0.07
     temp_min: float = 0.001
     temp_max: float = 0.5
@@ -235,6 +240,7 @@ class T2V2TConfig(PreTrainedConfig):
         check.one_of("fusion_mode", FUSION_MODES)
         check.one_of("bypass_mode", BYPASS_MODES)
         check.one_of("rerank_score", RERANK_SCORES)
+        check.one_of("text_pooling", TEXT_POOLINGS)
         check.integer("num_t2v_layers", 1 if self.has_t2v_fusion else 0, why=f"with fusion_mode={self.fusion_mode!r}")
         num_text_layers = self.text_config.num_hidden_layers
         upper = num_text_layers if self.fusion_mode == "none" else num_text_layers - 1
@@ -267,4 +273,4 @@ class T2V2TConfig(PreTrainedConfig):
 
 
 __all__ = ["T2V2TConfig", "T2V2TTextConfig", "T2V2TVisionConfig", "FUSION_MODES", "BYPASS_MODES", "RERANK_SCORES",
-           "PATCH_EMBEDDINGS"]
+           "PATCH_EMBEDDINGS", "TEXT_POOLINGS"]

@@ -13,7 +13,7 @@ from transformers import CLIPConfig, PreTrainedConfig
 from transformers.configuration_utils import SubConfigSpec
 from transformers.utils import logging
 
-from .configuration_t2v2t import T2V2TTextConfig, T2V2TVisionConfig
+from .configuration_t2v2t import TEXT_POOLINGS, T2V2TTextConfig, T2V2TVisionConfig
 from .validation_t2v2t import ConfigValidator
 
 logger = logging.get_logger(__name__)
@@ -39,6 +39,8 @@ class XPoolConfig(PreTrainedConfig):
         embed_dim (`int`, *optional*): width of the frame/text features the pooling works on. Towers: size of the
             projections, default 256 (T2V2T's VTC size). CLIP: its `projection_dim` (the default; another value
             raises).
+        text_pooling (`str`, defaults to `"cls"`): the text tower's sentence feature, as `T2V2TConfig.text_pooling`:
+            `"cls"` ([CLS]) or `"mean"` (mean over real tokens); towers only (CLIP has its own pooled text feature).
         num_attention_heads (`int`, defaults to 1): heads of the pooling attention (X-Pool uses 1).
         pooling_dropout (`float`, defaults to 0.3): dropout of the pooling's residual linear layer (X-Pool's
             `transformer_dropout`), drawn for every (text, video) pair, so it is noise on each score. 0.3 is X-Pool's
@@ -81,6 +83,7 @@ class XPoolConfig(PreTrainedConfig):
     vision_config: dict | T2V2TVisionConfig | None = None
     clip_config: dict | CLIPConfig | None = None
     embed_dim: int | None = None
+    text_pooling: str = "cls"
     num_attention_heads: int = 1
     pooling_dropout: float = 0.3
     logit_scale_init_value: float = LOG_INV_007
@@ -94,6 +97,7 @@ class XPoolConfig(PreTrainedConfig):
         super().__post_init__(**kwargs)
         check = ConfigValidator(self)
         check.one_of("backbone", XPOOL_BACKBONES)
+        check.one_of("text_pooling", TEXT_POOLINGS)
         if self.backbone == "towers":
             check.require(self.clip_config is None, "clip_config",
                           "must be None with backbone='towers' (set backbone='clip' to use CLIP)", shown="<CLIPConfig>")

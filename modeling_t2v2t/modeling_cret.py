@@ -33,7 +33,7 @@ from .attention_t2v2t import attend, padding_mask_to_bias
 from .configuration_cret import CRETConfig
 from .losses_t2v2t import prepare_video_ids, vtc_loss
 from .modeling_t2v2t import RowSelectableOutput, T2V2TPreTrainedModel
-from .modeling_text_encoder import T2V2TTextTransformer
+from .modeling_text_encoder import T2V2TTextTransformer, pool_text_states
 from .modeling_video_encoder import T2V2TVisionTransformer
 
 logger = logging.get_logger(__name__)
@@ -254,7 +254,8 @@ class CRETModel(CRETPreTrainedModel):
         if attention_mask is None:
             attention_mask = torch.ones_like(input_ids)
         states = self.text_model.encode_text(input_ids, attention_mask, token_type_ids)
-        global_embeds = F.normalize(self.text_proj(states[:, 0]), dim=-1)
+        sentence = pool_text_states(states, attention_mask, self.config.text_pooling)
+        global_embeds = F.normalize(self.text_proj(sentence), dim=-1)
         local_embeds = self.ccm(self.text_token_adapter(states), attention_mask)
         return CRETTextEncoding(text_embeds=self._search_embedding(global_embeds, local_embeds),
                                 global_embeds=global_embeds, local_embeds=local_embeds)

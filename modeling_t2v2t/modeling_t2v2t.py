@@ -24,7 +24,7 @@ from transformers.utils import ModelOutput, logging
 from .attention_t2v2t import BypassCrossAttention, DropPath
 from .configuration_t2v2t import T2V2TConfig
 from .losses_t2v2t import mask_tokens, prepare_video_ids, sample_vtm_negatives, vtc_loss
-from .modeling_text_encoder import T2V2TTextTransformer
+from .modeling_text_encoder import T2V2TTextTransformer, pool_text_states
 from .modeling_video_encoder import (
     RelativePositionBias,
     T2V2TVisionEmbeddings,
@@ -329,7 +329,8 @@ class T2V2TModel(T2V2TPreTrainedModel):
         if attention_mask is None:
             attention_mask = torch.ones_like(input_ids)
         states = self.text_model.encode_text(input_ids, attention_mask, token_type_ids)
-        embeds = F.normalize(self.text_proj(states[:, 0]), dim=-1)
+        sentence = pool_text_states(states, attention_mask, self.config.text_pooling)
+        embeds = F.normalize(self.text_proj(sentence), dim=-1)
         return T2V2TTextEncoding(text_embeds=embeds, text_states=states, attention_mask=attention_mask)
 
     def encode_video(

@@ -16,6 +16,16 @@ from .attention_t2v2t import attend, merge_heads, padding_mask_to_bias, split_he
 from .configuration_t2v2t import T2V2TTextConfig
 
 
+def pool_text_states(states: torch.Tensor, attention_mask: torch.Tensor, pooling: str) -> torch.Tensor:
+    """The sentence feature of text states (B, N, D): the [CLS] state, or the mean over real (unpadded) tokens."""
+    if pooling == "cls":
+        return states[:, 0]
+    if pooling == "mean":
+        weights = attention_mask.to(states.dtype).unsqueeze(-1)
+        return (states * weights).sum(dim=1) / weights.sum(dim=1).clamp(min=1)
+    raise ValueError(f"text pooling {pooling!r} is invalid: must be 'cls' or 'mean'.")
+
+
 class T2V2TTextEmbeddings(nn.Module):
     def __init__(self, config: T2V2TTextConfig):
         super().__init__()

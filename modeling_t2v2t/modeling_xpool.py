@@ -28,7 +28,7 @@ from transformers.utils import ModelOutput, logging
 from .configuration_xpool import XPoolConfig
 from .losses_t2v2t import gather_batches, is_distributed, multi_positive_cross_entropy, prepare_video_ids
 from .modeling_t2v2t import RowSelectableOutput, T2V2TPreTrainedModel
-from .modeling_text_encoder import T2V2TTextTransformer
+from .modeling_text_encoder import T2V2TTextTransformer, pool_text_states
 from .modeling_video_encoder import T2V2TVisionTransformer
 
 logger = logging.get_logger(__name__)
@@ -229,12 +229,14 @@ class XPoolModel(XPoolPreTrainedModel):
 
     # ----- features -------------------------------------------------------------------------------------------
     def text_features(self, input_ids, attention_mask=None, token_type_ids=None) -> torch.Tensor:
-        """(B, E) raw text features: CLIP's projected text embedding, or the projected [CLS] of the text tower."""
+        """(B, E) raw text features: CLIP's projected text embedding, or the text tower's projected sentence feature
+        (`config.text_pooling`: its [CLS] state, or the mean over real tokens)."""
         if attention_mask is None:
             attention_mask = torch.ones_like(input_ids)
         if self.config.backbone == "clip":
             return self.clip.get_text_features(input_ids=input_ids, attention_mask=attention_mask).pooler_output
-        return self.text_proj(self.text_model.encode_text(input_ids, attention_mask, token_type_ids)[:, 0])
+        states = self.text_model.encode_text(input_ids, attention_mask, token_type_ids)
+        return self.text_proj(pool_text_states(states, attention_mask, self.config.text_pooling))
 
     def frame_features(self, pixel_values_videos: torch.Tensor) -> torch.Tensor:
         """(B, T, E) raw frame features: CLIP's projected image embedding of each frame, or the video tower's

@@ -31,6 +31,7 @@ def test_json_round_trip(tmp_path):
         (dict(fusion_mode="cross"), r"T2V2TConfig.fusion_mode='cross' is invalid"),
         (dict(bypass_mode="gate"), r"T2V2TConfig.bypass_mode='gate' is invalid"),
         (dict(rerank_score="itm"), r"T2V2TConfig.rerank_score='itm' is invalid"),
+        (dict(text_pooling="max"), r"T2V2TConfig.text_pooling='max' is invalid"),
         (dict(num_t2v_layers=0), r"T2V2TConfig.num_t2v_layers=0 is invalid"),
         (dict(fusion_layer=3), r"T2V2TConfig.fusion_layer=3 is invalid: must be an integer in \[0, 2\]"),
         (dict(fusion_layer=-1), r"T2V2TConfig.fusion_layer=-1"),
@@ -85,6 +86,8 @@ def test_dual_encoder_may_use_every_text_layer():
         (lambda: CRETConfig(initializer_range=-1.0), r"CRETConfig.initializer_range=-1.0 is invalid"),
         (lambda: CRETConfig(layer_norm_eps=0), r"CRETConfig.layer_norm_eps=0 is invalid: must be a number > 0"),
         (lambda: XPoolConfig(gather_distributed="no"), r"XPoolConfig.gather_distributed='no' is invalid"),
+        (lambda: XPoolConfig(text_pooling="eos"), r"XPoolConfig.text_pooling='eos' is invalid"),
+        (lambda: CRETConfig(text_pooling="max"), r"CRETConfig.text_pooling='max' is invalid"),
         (lambda: CRETConfig(temp_min=0.6), r"CRETConfig.temp_min=0.6 is invalid: must be a number in \(0, temp_max=0.5\)"),
     ],
 )

@@ -98,6 +98,30 @@ def test_text_tower_with_video_tower_from_scratch(text_tower):
     assert all(p.requires_grad for p in model.vision_model.parameters())
 
 
+def test_mean_text_pooling_reads_the_checkpoint_as_sentence_encoders_do(text_tower):
+    """`text_pooling="mean"`: the VTC text feature is the projection of the mean of the text-only states over the
+    caption's real tokens (sentence-transformers' pooling), so right padding does not change it."""
+    folder, bert = text_tower
+    model = T2V2TModel.from_vision_text_pretrained(None, str(folder), vision_config_overrides=VISION, fusion_layer=2,
+                                                   embed_dim=16, text_pooling="mean").eval()
+    ids = torch.tensor([[2, 7, 9, 11, 3, 0, 0], [2, 5, 3, 0, 0, 0, 0]])
+    mask = (ids != 0).long()
+    with torch.no_grad():
+        ours = model.get_text_features(ids, mask)
+        states = bert(input_ids=ids, attention_mask=mask, output_hidden_states=True).hidden_states[2]
+        by_hand = torch.stack([states[0, :5].mean(0), states[1, :3].mean(0)])
+        expected = torch.nn.functional.normalize(model.text_proj(by_hand), dim=-1)
+        unpadded = model.get_text_features(ids[1:, :3], mask[1:, :3])
+        cls = T2V2TModel.from_vision_text_pretrained(None, str(folder), vision_config_overrides=VISION,
+                                                     fusion_layer=2, embed_dim=16).eval()
+        cls.text_proj.load_state_dict(model.text_proj.state_dict())
+        by_cls = cls.get_text_features(ids, mask)
+    torch.testing.assert_close(ours, expected, rtol=1e-5, atol=1e-6)
+    torch.testing.assert_close(ours[1:], unpadded, rtol=1e-5, atol=1e-6)
+    torch.testing.assert_close(by_cls, torch.nn.functional.normalize(model.text_proj(states[:, 0]), dim=-1),
+                               rtol=1e-5, atol=1e-6)  # the default stays VindLU's [CLS]
+
+
 def test_text_config_override_keeps_the_first_layers(text_tower):
     folder, bert = text_tower
     model = T2V2TModel.from_vision_text_pretrained(None, str(folder), vision_config_overrides=VISION,
@@ -125,6 +149,28 @@ def test_xpool_and_cret_take_the_same_pretrained_text_tower(text_tower, model_ty
     assert not any(p.requires_grad for p in model.text_model.embeddings.parameters())
     assert not any(p.requires_grad for p in model.text_model.encoder.layer[0].parameters())
     assert all(p.requires_grad for p in model.text_model.encoder.layer[1].parameters())
+
+
+@pytest.mark.parametrize("model_type", ["xpool", "cret"])
+def test_xpool_and_cret_pool_the_text_as_configured(text_tower, model_type):
+    """`text_pooling="mean"` gives X-Pool's text feature and CRET's global text embedding the same masked mean as
+    T2V2T, so the ablation's methods read the text tower alike."""
+    folder, bert = text_tower
+    args = ModelArguments(text_model_name_or_path=str(folder), model_config={
+        "model_type": model_type, "vision_config": VISION, "embed_dim": 16, "text_pooling": "mean",
+        "text_config": {"num_hidden_layers": 2}})
+    model, _ = load_model_and_processor(args, pretraining=False)
+    model.eval()
+    ids = torch.tensor([[2, 7, 9, 11, 3, 0], [2, 5, 3, 0, 0, 0]])
+    mask = (ids != 0).long()
+    with torch.no_grad():
+        states = bert(input_ids=ids, attention_mask=mask, output_hidden_states=True).hidden_states[2]
+        by_hand = model.text_proj(torch.stack([states[0, :5].mean(0), states[1, :3].mean(0)]))
+        if model_type == "xpool":
+            torch.testing.assert_close(model.text_features(ids, mask), by_hand, rtol=1e-5, atol=1e-6)
+        else:
+            torch.testing.assert_close(model.encode_text(ids, mask).global_embeds,
+                                       torch.nn.functional.normalize(by_hand, dim=-1), rtol=1e-5, atol=1e-6)
 
 
 def test_freezing_is_limited_to_text_only_layers(text_tower):
