@@ -172,6 +172,23 @@ def test_vtm_negatives_are_never_positives_and_follow_similarity():
         assert negative_videos[0] == 3 and negative_videos[2] == 3  # hard negatives dominate
 
 
+def test_uniform_vtm_negatives_ignore_the_similarity():
+    """`hard=False` (`vtm_hard_negatives=False`): every non-positive is drawn equally often, however the VTC
+    similarity favours one (a near-twin); `hard=True` draws that one almost always."""
+    torch.manual_seed(0)
+    ids = torch.tensor([0, 1, 2, 3, 0])  # rows 0 and 4 share a video: never each other's negative
+    similarity = torch.zeros(5, 5)
+    similarity[:, 3] = 20.0  # video 3 is every text's near-twin
+    draws = {True: torch.zeros(5), False: torch.zeros(5)}
+    for _ in range(2000):
+        for hard in (True, False):
+            negative_videos, _, _ = sample_vtm_negatives(similarity, ids, hard=hard)
+            assert negative_videos[0] not in (0, 4) and negative_videos[4] not in (0, 4)
+            draws[hard][negative_videos[0]] += 1
+    assert draws[True][3] / 2000 > 0.99
+    assert (draws[False][[1, 2, 3]] / 2000).tolist() == pytest.approx([1 / 3] * 3, abs=0.04)
+
+
 def test_vtm_rows_without_negatives_are_flagged():
     _, _, has_negative = sample_vtm_negatives(torch.zeros(3, 3), torch.tensor([5, 5, 5]))
     assert not bool(has_negative.any())
