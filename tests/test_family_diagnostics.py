@@ -13,6 +13,7 @@ from modeling_t2v2t import T2V2TModel, T2V2TProcessor, T2V2TVideoProcessor
 from modeling_t2v2t.retrieval.evaluation import evaluate_two_stage
 from modeling_t2v2t.retrieval.families import (
     FamilyLabels,
+    caption_text_scores,
     family_win_rates,
     flatten_family_metrics,
     format_family_table,
@@ -136,6 +137,29 @@ def test_synthetic_builder_carries_the_metadata(bench):
     assert not any(flag for flags in paragraph["caption_partial"] for flag in flags)
 
 
+def test_caption_text_scores_by_hand():
+    # Video 0 has captions [1, 0] and [0, 1]; video 1 has [1, 0] twice (once scaled: embeddings are normalised).
+    embeddings = torch.tensor([[1.0, 0.0], [0.0, 1.0], [1.0, 0.0], [3.0, 0.0]])
+    scores = caption_text_scores(embeddings, [0, 0, 1, 1], 2)
+    # Own video: the mean cosine to its other captions (caption 0 -> [0, 1]: 0); another video: to all its captions.
+    expected = torch.tensor([[0.0, 1.0], [0.0, 0.0], [0.5, 1.0], [0.5, 1.0]])
+    torch.testing.assert_close(scores, expected)
+    # A video with a single caption has no other caption to compare with.
+    assert caption_text_scores(embeddings, [0, 0, 0, 1], 2) is None
+
+
+def test_a_text_embedding_blind_to_a_factor_wins_half_of_its_pairs():
+    # The base's captions at 0 and 20 degrees, its order variant's at 10 and 30: the variant's captions are as close
+    # as the base's own paraphrases, so the text side cannot tell the two videos apart.
+    angles = torch.deg2rad(torch.tensor([0.0, 20.0, 10.0, 30.0]))
+    embeddings = torch.stack([angles.cos(), angles.sin()], dim=1)
+    labels = FamilyLabels(["a", "a"], ["", "order"], [False] * 4)
+    scores = caption_text_scores(embeddings, [0, 0, 1, 1], 2)
+    # 0 deg: own cos 20 > variant (cos 10 + cos 30) / 2 = cos 20 cos 10, won; 20 deg: own cos 20 < variant cos 10,
+    # lost; and the variant's captions mirror these.
+    assert family_win_rates(scores, [0, 0, 1, 1], labels)["order"] == {"win_rate": 50.0, "pairs": 4, "captions": 4}
+
+
 def test_two_stage_evaluation_reports_families_for_both_stages():
     torch.manual_seed(0)
     config = tiny_config(num_t2v_layers=1)
@@ -148,6 +172,9 @@ def test_two_stage_evaluation_reports_families_for_both_stages():
                                 [videos], text_to_video, 4, k=2, progress=False, family_labels=labels)
     assert result.families["embedding"] == family_win_rates(result.similarity, text_to_video, labels)
     assert result.families["reranked"] == family_win_rates(result.t2v_scores, text_to_video, labels)
+    text_embeds = model.get_text_features(inputs["input_ids"], inputs["attention_mask"])
+    text_scores = caption_text_scores(text_embeds, text_to_video, 4)
+    assert result.families["text"] == family_win_rates(text_scores, text_to_video, labels)
     assert set(result.families["embedding"]) == {"order", "motion", "partial", "all"}
     assert evaluate_two_stage(model, [{"input_ids": inputs["input_ids"]}], [videos], text_to_video, 4, k=2,
                               progress=False).families == {}
@@ -164,7 +191,7 @@ def test_evaluate_retrieval_script_prints_and_saves_families(bench, tmp_path, ca
     report = evaluate_retrieval.main(["--model_name_or_path", str(folder), "--dataset", "synthetic",
                                       "--dataset_kwargs", json.dumps({**bench, "split": "test"}), "--k", "2",
                                       "--frame_order_check", "true"])
-    assert set(report["families"]) == {"embedding", "reranked"}
+    assert set(report["families"]) == {"embedding", "reranked", "text"}
     assert report["families"]["embedding"]["all"]["pairs"] > 0
     # Random weights, temporal position embedding at zero: the model is blind to frame order.
     assert report["frame_order"]["num_clips"] == report["num_videos"]

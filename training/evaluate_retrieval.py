@@ -163,7 +163,9 @@ def main(argv=None) -> dict:
     print("\n".join(f"{direction}: {label}" for direction, label in result.conventions.items()))
     if result.families:
         print("\nHard-negative families (t2v: % of caption-sibling pairs where the caption's own video scores "
-              f"higher):\n{format_family_table(result.families)}")
+              "higher; text: the same pairs scored by caption embeddings alone, own paraphrases against the "
+              "sibling's captions, 50% = the text embedding cannot tell the two videos apart):\n"
+              f"{format_family_table(result.families)}")
     if frame_order is not None:
         print(f"\n{frame_order.format()}")
     report = {"model": args.model_name_or_path, "model_class": type(model).__name__, "dataset": args.dataset,

@@ -28,7 +28,7 @@ from tqdm.auto import tqdm
 from transformers.utils import logging
 
 from ..modeling_t2v2t import T2V2TTextEncoding, T2V2TVideoEncoding
-from .families import FamilyLabels, family_pairs, family_win_rates
+from .families import FamilyLabels, caption_text_scores, family_pairs, family_win_rates
 from .metrics import T2V_CONVENTION, V2T_CONVENTIONS, ranks_text_to_video, ranks_video_to_text, retrieval_metrics
 
 logger = logging.get_logger(__name__)
@@ -42,7 +42,9 @@ class TwoStageResult:
     after reranking each direction's top-k (candidates carry the joint-encoder score, the others stay below them in
     embedding order). `num_pairs_scored`: joint-encoder evaluations. `timings`: seconds per stage.
     `conventions`: which ranking convention produced the numbers of each direction (`{"t2v": ..., "v2t": ...}`).
-    `families`: with `family_labels`, `{"embedding"|"reranked": family_win_rates(...)}` (see `families`).
+    `families`: with `family_labels`, `{"embedding"|"reranked": family_win_rates(...)}` (see `families`), and
+    `"text"`: the same pairs scored by the text embedding alone (`caption_text_scores`; when every video has at
+    least 2 captions): how well the caption embeddings alone separate each family.
     `ranks`: with `query_ranks=True`, `{"embedding"|"reranked": {"t2v": (texts,), "v2t": (videos,)}}` per-query
     1-based ranks from the same scores and conventions as `metrics` (`ranks_text_to_video`, `ranks_video_to_text`).
     """
@@ -310,6 +312,10 @@ def evaluate_two_stage(
         pairs_by_family = None if family_labels is None else family_pairs(family_labels, text_to_video)
         if pairs_by_family is not None:
             result.families["embedding"] = family_win_rates(similarity, text_to_video, family_labels, pairs_by_family)
+            text_scores = (None if getattr(texts, "text_embeds", None) is None
+                           else caption_text_scores(texts.text_embeds, text_to_video, num_videos))
+            if text_scores is not None:
+                result.families["text"] = family_win_rates(text_scores, text_to_video, family_labels, pairs_by_family)
         if not rerank:
             return result
 

@@ -121,6 +121,32 @@ def family_win_rates(scores: torch.Tensor, text_to_video, labels: FamilyLabels,
     return results
 
 
+def caption_text_scores(text_embeddings: torch.Tensor, text_to_video, num_videos: int) -> torch.Tensor | None:
+    """
+    Text-only (texts, videos) scores: each caption's mean cosine similarity to a video's captions, leaving the
+    caption itself out of its own video's.
+
+    With `family_win_rates` this asks whether the text embedding alone tells a caption's paraphrases from its
+    siblings' captions. A factor the text embedding is blind to (the siblings' captions embed as close as the
+    caption's own paraphrases) wins about half its pairs: it cannot be won at the embedding stage whatever the video
+    tower learns; only a joint encoder, which reads the token sequence, can. A mean of cosines rather than the cosine
+    to a mean, so that the number of captions (one fewer for the caption's own video) does not bias the comparison.
+    None when a video has fewer than 2 captions.
+    """
+    text_to_video = torch.as_tensor(text_to_video, dtype=torch.long)
+    counts = torch.bincount(text_to_video, minlength=num_videos)
+    if len(counts) != num_videos or bool((counts < 2).any()):
+        return None
+    embeddings = torch.nn.functional.normalize(text_embeddings.float().cpu(), dim=-1)
+    membership = torch.nn.functional.one_hot(text_to_video, num_videos).float()
+    sums = embeddings @ (embeddings.T @ membership)  # (texts, videos): the sum of cosines to each video's captions
+    texts = torch.arange(len(text_to_video))
+    sums[texts, text_to_video] -= (embeddings * embeddings).sum(-1)  # leave the caption itself out
+    sizes = counts.float().expand_as(sums).clone()
+    sizes[texts, text_to_video] -= 1
+    return sums / sizes
+
+
 def _summary(won: torch.Tensor, texts: torch.Tensor) -> dict:
     return {"win_rate": 100.0 * float(won.mean()), "pairs": int(won.numel()), "captions": int(texts.unique().numel())}
 
@@ -170,5 +196,6 @@ def unflatten_family_metrics(metrics: Mapping[str, float], prefix: str) -> dict[
     return dict(results)
 
 
-__all__ = ["FAMILY_COLUMNS", "FamilyLabels", "family_pairs", "family_win_rates", "format_family_table",
+__all__ = ["FAMILY_COLUMNS", "FamilyLabels", "caption_text_scores", "family_pairs", "family_win_rates",
+           "format_family_table",
            "flatten_family_metrics", "unflatten_family_metrics"]
