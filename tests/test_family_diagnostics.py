@@ -146,6 +146,8 @@ def test_caption_text_scores_by_hand():
     torch.testing.assert_close(scores, expected)
     # A video with a single caption has no other caption to compare with.
     assert caption_text_scores(embeddings, [0, 0, 0, 1], 2) is None
+    with pytest.raises(ValueError, match="names video 2 but there are 2 videos"):
+        caption_text_scores(embeddings, [0, 0, 1, 2], 2)
 
 
 def test_a_text_embedding_blind_to_a_factor_wins_half_of_its_pairs():

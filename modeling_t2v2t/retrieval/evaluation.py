@@ -316,6 +316,8 @@ def evaluate_two_stage(
                            else caption_text_scores(texts.text_embeds, text_to_video, num_videos))
             if text_scores is not None:
                 result.families["text"] = family_win_rates(text_scores, text_to_video, family_labels, pairs_by_family)
+            else:
+                logger.info("No text-only family column: it needs text embeddings and at least 2 captions per video.")
         if not rerank:
             return result
 

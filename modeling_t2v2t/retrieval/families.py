@@ -128,14 +128,17 @@ def caption_text_scores(text_embeddings: torch.Tensor, text_to_video, num_videos
 
     With `family_win_rates` this asks whether the text embedding alone tells a caption's paraphrases from its
     siblings' captions. A factor the text embedding is blind to (the siblings' captions embed as close as the
-    caption's own paraphrases) wins about half its pairs: it cannot be won at the embedding stage whatever the video
-    tower learns; only a joint encoder, which reads the token sequence, can. A mean of cosines rather than the cosine
-    to a mean, so that the number of captions (one fewer for the caption's own video) does not bias the comparison.
-    None when a video has fewer than 2 captions.
+    caption's own paraphrases) wins about half its pairs, and the embedding stage can then hardly win it however good
+    the video tower is; a joint encoder, which reads the token sequence, still can. A mean of cosines rather than the
+    cosine to a mean, so that the number of captions (one fewer for the caption's own video) does not bias the
+    comparison. None when a video has fewer than 2 captions (nothing to compare a lone caption with).
     """
     text_to_video = torch.as_tensor(text_to_video, dtype=torch.long)
     counts = torch.bincount(text_to_video, minlength=num_videos)
-    if len(counts) != num_videos or bool((counts < 2).any()):
+    if len(counts) != num_videos:
+        raise ValueError(f"caption_text_scores: text_to_video names video {int(text_to_video.max())} but there are "
+                         f"{num_videos} videos.")
+    if bool((counts < 2).any()):
         return None
     embeddings = torch.nn.functional.normalize(text_embeddings.float().cpu(), dim=-1)
     membership = torch.nn.functional.one_hot(text_to_video, num_videos).float()
@@ -197,5 +200,4 @@ def unflatten_family_metrics(metrics: Mapping[str, float], prefix: str) -> dict[
 
 
 __all__ = ["FAMILY_COLUMNS", "FamilyLabels", "caption_text_scores", "family_pairs", "family_win_rates",
-           "format_family_table",
-           "flatten_family_metrics", "unflatten_family_metrics"]
+           "format_family_table", "flatten_family_metrics", "unflatten_family_metrics"]
