@@ -16,8 +16,12 @@ from modeling_t2v2t.retrieval.families import (
     caption_text_scores,
     family_win_rates,
     flatten_family_metrics,
+    flatten_top1_metrics,
     format_family_table,
+    format_top1_table,
+    top1_breakdown,
     unflatten_family_metrics,
+    unflatten_top1_metrics,
 )
 from processing.builders import build
 from processing.schema import FAMILY_COLUMNS, build_dataset, make_record
@@ -114,6 +118,46 @@ def test_flat_metrics_round_trip_and_table():
     assert table[2] == "| order | 40.0 | 70.0 | 10 | 5 |"
 
 
+def test_top1_breakdown_by_hand():
+    # family a: base 0, colour variant 1, motion variant 2; family b: base 3 alone.
+    labels = FamilyLabels(["a", "a", "a", "b"], ["", "colour", "motion", ""], [False, True, False, False, False, False])
+    text_to_video = [0, 0, 1, 2, 3, 3]
+    scores = torch.tensor([
+        [0.9, 0.1, 0.2, 0.0],  # base caption, own video first: correct
+        [0.1, 0.6, 0.4, 0.0],  # partial caption of the base, the colour variant first: sibling partial
+        [0.7, 0.2, 0.0, 0.0],  # the colour variant's caption, the base first: sibling colour
+        [0.2, 0.9, 0.3, 0.0],  # the motion variant's caption, the colour variant first: two factors apart
+        [0.3, 0.0, 0.0, 0.1],  # family b's caption, video 0 first: another family
+        [0.0, 0.0, 0.0, 1.0],  # correct
+    ])
+    result = top1_breakdown(scores, text_to_video, labels)
+    assert list(result) == ["correct", "sibling colour", "sibling partial", "sibling two factors", "other family"]
+    assert {bucket: values["captions"] for bucket, values in result.items()} == {
+        "correct": 2, "sibling colour": 1, "sibling partial": 1, "sibling two factors": 1, "other family": 1}
+    assert result["correct"]["percent"] == pytest.approx(100 * 2 / 6)
+    assert sum(values["percent"] for values in result.values()) == pytest.approx(100.0)
+    # Correct top-1 count is R@1 by another route.
+    assert result["correct"]["captions"] == sum(int(scores[t].argmax()) == v for t, v in enumerate(text_to_video))
+
+
+def test_top1_breakdown_flat_round_trip_table_and_errors():
+    results = {"embedding": {"correct": {"captions": 3, "percent": 75.0},
+                             "other family": {"captions": 1, "percent": 25.0}},
+               "reranked": {"correct": {"captions": 4, "percent": 100.0}}}
+    flat = flatten_top1_metrics(results, "test")
+    assert flat == {"test_top1_embedding_correct": 75.0, "test_top1_embedding_other_family": 25.0,
+                    "test_top1_reranked_correct": 100.0}
+    assert unflatten_top1_metrics({**flat, "test_embedding_t2v_R1": 3.0}, "test", num_captions=4) == results
+    table = format_top1_table(results).splitlines()
+    assert table[0] == "| top-ranked video | embedding: % (captions) | reranked: % (captions) |"
+    assert table[3] == "| other family | 25.0 (1) | 0 |"
+    labels = FamilyLabels(["a", "a"], ["", "colour"], [False, False])
+    with pytest.raises(ValueError, match="caption_partial flags for 3 captions"):
+        top1_breakdown(torch.zeros(3, 2), [0, 1, 1], labels)
+    with pytest.raises(ValueError, match=r"scores of shape \(2, 3\)"):
+        top1_breakdown(torch.zeros(2, 3), [0, 1], labels)
+
+
 @pytest.fixture(scope="module")
 def bench(tmp_path_factory):
     return {"out_dir": str(tmp_path_factory.mktemp("bench")), "num_videos": 8, "num_test": 6, "num_val": 3,
@@ -177,6 +221,8 @@ def test_two_stage_evaluation_reports_families_for_both_stages():
     text_embeds = model.get_text_features(inputs["input_ids"], inputs["attention_mask"])
     text_scores = caption_text_scores(text_embeds, text_to_video, 4)
     assert result.families["text"] == family_win_rates(text_scores, text_to_video, labels)
+    assert result.top1["embedding"] == top1_breakdown(result.similarity, text_to_video, labels)
+    assert result.top1["reranked"] == top1_breakdown(result.t2v_scores, text_to_video, labels)
     assert set(result.families["embedding"]) == {"order", "motion", "partial", "all"}
     assert evaluate_two_stage(model, [{"input_ids": inputs["input_ids"]}], [videos], text_to_video, 4, k=2,
                               progress=False).families == {}
@@ -200,3 +246,6 @@ def test_evaluate_retrieval_script_prints_and_saves_families(bench, tmp_path, ca
     assert report["frame_order"]["embedding_ratio"] < 1e-3 and report["frame_order"]["score_ratio"] < 1e-3
     printed = capsys.readouterr().out
     assert "Hard-negative families" in printed and "Frame-order sensitivity" in printed
+    assert set(report["top1"]) == {"embedding", "reranked"}
+    assert sum(values["captions"] for values in report["top1"]["reranked"].values()) == report["num_texts"]
+    assert "top-ranked video falls" in printed

@@ -20,7 +20,7 @@ from transformers.utils import cached_file
 
 import modeling_t2v2t  # noqa: F401  (registers the Auto classes)
 from modeling_t2v2t.retrieval.evaluation import evaluate_two_stage
-from modeling_t2v2t.retrieval.families import FamilyLabels, format_family_table
+from modeling_t2v2t.retrieval.families import FamilyLabels, format_family_table, format_top1_table
 from modeling_t2v2t.retrieval.metrics import V2T_CONVENTIONS, format_metrics_table
 from modeling_t2v2t.retrieval.temporal_sensitivity import reversal_sensitivity
 from processing.batching import retrieval_loaders
@@ -166,6 +166,8 @@ def main(argv=None) -> dict:
               "higher; text: the same pairs scored by caption embeddings alone, own paraphrases against the "
               "sibling's captions, 50% = the text embedding cannot tell the two videos apart):\n"
               f"{format_family_table(result.families)}")
+    if result.top1:
+        print(f"\nWhere each caption's top-ranked video falls (t2v):\n{format_top1_table(result.top1)}")
     if frame_order is not None:
         print(f"\n{frame_order.format()}")
     report = {"model": args.model_name_or_path, "model_class": type(model).__name__, "dataset": args.dataset,
@@ -173,6 +175,7 @@ def main(argv=None) -> dict:
               "k": k_value, "k_source": k_source, "reranked": "reranked" in result.metrics,
               "num_pairs_scored": result.num_pairs_scored, "timings_s": result.timings, "metrics": result.metrics,
               "metric_conventions": result.conventions, "families": result.families,
+              "top1": result.top1,
               "frame_order": None if frame_order is None else frame_order.to_dict(),
               "skipped_while_building": len(skipped)}
     if args.output_file:

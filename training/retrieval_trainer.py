@@ -19,7 +19,7 @@ from transformers import Trainer
 from transformers.utils import logging
 
 from modeling_t2v2t.retrieval.evaluation import evaluate_two_stage
-from modeling_t2v2t.retrieval.families import FamilyLabels, flatten_family_metrics
+from modeling_t2v2t.retrieval.families import FamilyLabels, flatten_family_metrics, flatten_top1_metrics
 from modeling_t2v2t.retrieval.query_ranks import ranks_record
 
 logger = logging.get_logger(__name__)
@@ -168,6 +168,7 @@ class RetrievalTrainer(Trainer):
         metrics[f"{metric_key_prefix}_num_pairs_scored"] = result.num_pairs_scored
         metrics[f"{metric_key_prefix}_num_videos"] = num_videos  # which gallery was scored (checked in tests)
         metrics.update(flatten_family_metrics(result.families, metric_key_prefix))
+        metrics.update(flatten_top1_metrics(result.top1, metric_key_prefix))
         return metrics
 
     def evaluate(self, eval_dataset=None, ignore_keys=None, metric_key_prefix: str = "eval",

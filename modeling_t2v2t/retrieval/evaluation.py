@@ -28,7 +28,7 @@ from tqdm.auto import tqdm
 from transformers.utils import logging
 
 from ..modeling_t2v2t import T2V2TTextEncoding, T2V2TVideoEncoding
-from .families import FamilyLabels, caption_text_scores, family_pairs, family_win_rates
+from .families import FamilyLabels, caption_text_scores, family_pairs, family_win_rates, top1_breakdown
 from .metrics import T2V_CONVENTION, V2T_CONVENTIONS, ranks_text_to_video, ranks_video_to_text, retrieval_metrics
 
 logger = logging.get_logger(__name__)
@@ -44,7 +44,9 @@ class TwoStageResult:
     `conventions`: which ranking convention produced the numbers of each direction (`{"t2v": ..., "v2t": ...}`).
     `families`: with `family_labels`, `{"embedding"|"reranked": family_win_rates(...)}` (see `families`), and
     `"text"`: the same pairs scored by the text embedding alone (`caption_text_scores`; when every video has at
-    least 2 captions): how well the caption embeddings alone separate each family.
+    least 2 captions): how well the caption embeddings alone separate each family. `top1`: with `family_labels`,
+    `{"embedding"|"reranked": top1_breakdown(...)}`: where each caption's top-ranked video falls (its own, a
+    sibling by factor, another family).
     `ranks`: with `query_ranks=True`, `{"embedding"|"reranked": {"t2v": (texts,), "v2t": (videos,)}}` per-query
     1-based ranks from the same scores and conventions as `metrics` (`ranks_text_to_video`, `ranks_video_to_text`).
     """
@@ -57,6 +59,7 @@ class TwoStageResult:
     timings: dict[str, float] = field(default_factory=dict)
     conventions: dict[str, str] = field(default_factory=dict)
     families: dict[str, dict] = field(default_factory=dict)
+    top1: dict[str, dict] = field(default_factory=dict)
     ranks: dict[str, dict[str, np.ndarray]] = field(default_factory=dict)
 
 
@@ -312,6 +315,7 @@ def evaluate_two_stage(
         pairs_by_family = None if family_labels is None else family_pairs(family_labels, text_to_video)
         if pairs_by_family is not None:
             result.families["embedding"] = family_win_rates(similarity, text_to_video, family_labels, pairs_by_family)
+            result.top1["embedding"] = top1_breakdown(similarity, text_to_video, family_labels)
             text_scores = (None if getattr(texts, "text_embeds", None) is None
                            else caption_text_scores(texts.text_embeds, text_to_video, num_videos))
             if text_scores is not None:
@@ -338,6 +342,7 @@ def evaluate_two_stage(
                                             v2t_convention=v2t_convention)
     if pairs_by_family is not None:
         result.families["reranked"] = family_win_rates(result.t2v_scores, text_to_video, family_labels, pairs_by_family)
+        result.top1["reranked"] = top1_breakdown(result.t2v_scores, text_to_video, family_labels)
     if query_ranks:
         result.ranks["reranked"] = _query_ranks(result.t2v_scores, result.v2t_scores, text_to_video, v2t_convention)
     return result

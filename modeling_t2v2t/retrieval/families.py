@@ -121,6 +121,54 @@ def family_win_rates(scores: torch.Tensor, text_to_video, labels: FamilyLabels,
     return results
 
 
+def top1_breakdown(scores: torch.Tensor, text_to_video, labels: FamilyLabels) -> dict[str, dict]:
+    """
+    Where each caption's top-ranked video falls, from a (texts, videos) score matrix: `correct` (its own video), a
+    family sibling (`sibling <factor>` when base and variant differ in that one factor, `sibling partial` for a
+    partial caption, `sibling two factors` for two variants of one base), or `other family`.
+    `{bucket: {"captions": n, "percent": %}}`, buckets in a fixed order, empty ones left out.
+
+    Family win rates score each caption against its siblings only; this says how many of the R@1 errors are
+    sibling confusions at all, i.e. how much of R@1 the hard-negative families can explain.
+    """
+    text_to_video = torch.as_tensor(text_to_video, dtype=torch.long)
+    if len(text_to_video) != len(labels.caption_partial):
+        raise ValueError(f"top1_breakdown: {len(labels.caption_partial)} caption_partial flags for "
+                         f"{len(text_to_video)} captions.")
+    if scores.shape != (len(text_to_video), len(labels.video_family)):
+        raise ValueError(f"top1_breakdown: scores of shape {tuple(scores.shape)}, expected "
+                         f"({len(text_to_video)} captions, {len(labels.video_family)} videos).")
+    top = scores.float().cpu().argmax(dim=1).tolist()
+    counts = defaultdict(int)
+    for text, (own, first) in enumerate(zip(text_to_video.tolist(), top)):
+        if first == own:
+            counts["correct"] += 1
+        elif labels.video_family[first] != labels.video_family[own]:
+            counts["other family"] += 1
+        elif labels.caption_partial[text]:
+            counts[f"sibling {PARTIAL}"] += 1
+        else:
+            factors = [factor for factor in (labels.video_factor[own], labels.video_factor[first]) if factor]
+            counts["sibling two factors" if len(factors) == 2 else f"sibling {factors[0]}"] += 1
+    order = ["correct"] + [f"sibling {name}" for name in FAMILY_ORDER] + ["sibling two factors", "other family"]
+    buckets = order + sorted(set(counts) - set(order))
+    return {bucket: {"captions": counts[bucket], "percent": 100.0 * counts[bucket] / len(top)}
+            for bucket in buckets if counts[bucket]}
+
+
+def format_top1_table(results: Mapping[str, Mapping[str, Mapping]], digits: int = 1) -> str:
+    """Markdown table of `top1_breakdown` results: one row per bucket, `% (captions)` per run."""
+    runs = list(results)
+    buckets = list(dict.fromkeys(bucket for run in runs for bucket in results[run]))
+    lines = ["| top-ranked video | " + " | ".join(f"{run}: % (captions)" for run in runs) + " |",
+             "|---|" + "---:|" * len(runs)]
+    for bucket in buckets:
+        cells = [f"{results[run][bucket]['percent']:.{digits}f} ({results[run][bucket]['captions']})"
+                 if bucket in results[run] else "0" for run in runs]
+        lines.append(f"| {bucket} | " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
 def caption_text_scores(text_embeddings: torch.Tensor, text_to_video, num_videos: int) -> torch.Tensor | None:
     """
     Text-only (texts, videos) scores: each caption's mean cosine similarity to a video's captions, leaving the
@@ -199,5 +247,23 @@ def unflatten_family_metrics(metrics: Mapping[str, float], prefix: str) -> dict[
     return dict(results)
 
 
+def flatten_top1_metrics(results: Mapping[str, Mapping[str, Mapping]], prefix: str) -> dict[str, float]:
+    """Flat metrics `{prefix}_top1_{run}_{bucket}` (percent of captions; spaces in bucket names become `_`)."""
+    return {f"{prefix}_top1_{run}_{bucket.replace(' ', '_')}": values["percent"]
+            for run, buckets in results.items() for bucket, values in buckets.items()}
+
+
+def unflatten_top1_metrics(metrics: Mapping[str, float], prefix: str, num_captions: int) -> dict[str, dict]:
+    """The inverse of `flatten_top1_metrics`, with caption counts recovered from `num_captions`."""
+    start, results = f"{prefix}_top1_", defaultdict(dict)
+    for key, value in metrics.items():
+        if key.startswith(start):
+            run, _, bucket = key[len(start):].partition("_")
+            results[run][bucket.replace("_", " ")] = {"percent": value,
+                                                      "captions": round(value * num_captions / 100.0)}
+    return dict(results)
+
+
 __all__ = ["FAMILY_COLUMNS", "FamilyLabels", "caption_text_scores", "family_pairs", "family_win_rates",
-           "format_family_table", "flatten_family_metrics", "unflatten_family_metrics"]
+           "format_family_table", "flatten_family_metrics", "unflatten_family_metrics", "top1_breakdown",
+           "format_top1_table", "flatten_top1_metrics", "unflatten_top1_metrics"]
