@@ -131,9 +131,9 @@ def test_top1_breakdown_by_hand():
         [0.0, 0.0, 0.0, 1.0],  # correct
     ])
     result = top1_breakdown(scores, text_to_video, labels)
-    assert list(result) == ["correct", "sibling colour", "sibling partial", "sibling two factors", "other family"]
+    assert list(result) == ["correct", "sibling colour", "sibling partial", "sibling two variants", "other family"]
     assert {bucket: values["captions"] for bucket, values in result.items()} == {
-        "correct": 2, "sibling colour": 1, "sibling partial": 1, "sibling two factors": 1, "other family": 1}
+        "correct": 2, "sibling colour": 1, "sibling partial": 1, "sibling two variants": 1, "other family": 1}
     assert result["correct"]["percent"] == pytest.approx(100 * 2 / 6)
     assert sum(values["percent"] for values in result.values()) == pytest.approx(100.0)
     # Correct top-1 count is R@1 by another route.

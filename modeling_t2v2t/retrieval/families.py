@@ -125,7 +125,8 @@ def top1_breakdown(scores: torch.Tensor, text_to_video, labels: FamilyLabels) ->
     """
     Where each caption's top-ranked video falls, from a (texts, videos) score matrix: `correct` (its own video), a
     family sibling (`sibling <factor>` when base and variant differ in that one factor, `sibling partial` for a
-    partial caption, `sibling two factors` for two variants of one base), or `other family`.
+    partial caption, `sibling two variants` for two variants of one base, which differ in two factors or
+    in two values of one), or `other family`.
     `{bucket: {"captions": n, "percent": %}}`, buckets in a fixed order, empty ones left out.
 
     Family win rates score each caption against its siblings only; this says how many of the R@1 errors are
@@ -149,8 +150,8 @@ def top1_breakdown(scores: torch.Tensor, text_to_video, labels: FamilyLabels) ->
             counts[f"sibling {PARTIAL}"] += 1
         else:
             factors = [factor for factor in (labels.video_factor[own], labels.video_factor[first]) if factor]
-            counts["sibling two factors" if len(factors) == 2 else f"sibling {factors[0]}"] += 1
-    order = ["correct"] + [f"sibling {name}" for name in FAMILY_ORDER] + ["sibling two factors", "other family"]
+            counts["sibling two variants" if len(factors) == 2 else f"sibling {factors[0]}"] += 1
+    order = ["correct"] + [f"sibling {name}" for name in FAMILY_ORDER] + ["sibling two variants", "other family"]
     buckets = order + sorted(set(counts) - set(order))
     return {bucket: {"captions": counts[bucket], "percent": 100.0 * counts[bucket] / len(top)}
             for bucket in buckets if counts[bucket]}
