@@ -166,6 +166,17 @@ ACCELERATE = [sys.executable, "-m", "accelerate.commands.launch", "--multi_gpu",
               "--num_machines", "1", "--mixed_precision", "no", "--dynamo_backend", "no"]
 
 
+def _rank_errors(stderr: str) -> str:
+    """The last 25 lines each rank printed with its `[rankN]:` prefix (its own traceback), then the launcher's tail:
+    the tail alone shows only the surviving rank's error, not the crash that caused it."""
+    by_rank: dict[str, list[str]] = {}
+    for line in stderr.splitlines():
+        if line.startswith("[rank"):
+            by_rank.setdefault(line.split("]", 1)[0], []).append(line)
+    tracebacks = "\n".join(line for lines in by_rank.values() for line in lines[-25:])
+    return f"{tracebacks}\n--- launcher ---\n{stderr[-1500:]}"
+
+
 @pytest.mark.slow
 def test_two_processes_match_one_process(tmp_path, bench):
     """The same global batch of 8 pairs: 1 process x 8 vs 2 processes x 4 (gloo). VTC gathers negatives across
@@ -177,7 +188,7 @@ def test_two_processes_match_one_process(tmp_path, bench):
     assert single.returncode == 0, single.stderr[-3000:]
     double = subprocess.run(ACCELERATE + [script, str(tmp_path), str(bench), "4"], env=env, cwd=tmp_path,
                             capture_output=True, text=True, timeout=300)
-    assert double.returncode == 0, double.stderr[-3000:]
+    assert double.returncode == 0, _rank_errors(double.stderr)
     one = json.loads((tmp_path / "result_1.json").read_text())
     two = json.loads((tmp_path / "result_2.json").read_text())
     assert (one["world_size"], two["world_size"]) == (1, 2)

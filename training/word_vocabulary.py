@@ -1,6 +1,7 @@
 """A word-level BERT tokenizer built from a corpus' captions, for training from scratch where no pretrained
 tokenizer is available (the synthetic benchmark offline). Real runs use the checkpoint's own tokenizer."""
 
+import os
 import re
 from collections import Counter
 from collections.abc import Iterable
@@ -23,9 +24,14 @@ def build_word_tokenizer(captions: Iterable[str], folder: str | Path, min_count:
         raise ValueError("build_word_tokenizer: the captions contain no words.")
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
-    (folder / "vocab.txt").write_text("\n".join(SPECIAL_TOKENS + words) + "\n", encoding="utf-8")
-    # BertTokenizer(vocab_file=...) silently ignores the file in transformers v5; `vocab=` reads it.
-    tokenizer = BertTokenizer(vocab=str(folder / "vocab.txt"))
+    tokens = SPECIAL_TOKENS + words
+    # Built from memory, never read back from `folder`: processes that share an output folder (one per rank under
+    # `accelerate launch`) rewrite these files, and a half-written vocab.txt read back gave a 5-token vocabulary.
+    tokenizer = BertTokenizer(vocab={token: index for index, token in enumerate(tokens)})
+    # save_pretrained writes no vocab.txt for an in-memory vocabulary; written atomically for the same reason.
+    partial = folder / f"vocab.txt.{os.getpid()}.tmp"
+    partial.write_text("\n".join(tokens) + "\n", encoding="utf-8")
+    os.replace(partial, folder / "vocab.txt")
     tokenizer.save_pretrained(folder)
     return tokenizer
 
