@@ -1,18 +1,23 @@
 """One training step (forward with the training loss, backward, AdamW step; bf16 autocast on CPU, as the synthetic
-configs train) of every method of an ablation config, computed four ways, each step of each way in turn:
+configs train) of every method of an ablation config (or of one training config), computed five ways, each step of each
+way in turn:
 
 1. `before`: the joint encoders' VTM as it was until commit a81cc60: every VTM pair's text and video gathered first,
    the whole last fusion layer computed, PyTorch's default scaled-dot-product-attention kernel;
 2. `+cls`: the last fusion layer for [CLS] only (`fuse(..., cls_only=True)`);
 3. `+shared`: and each text's and video's projections computed once for all its VTM pairs (`text_index`,
    `video_index`);
-4. `+math` (the current training step): and PyTorch's math attention kernel (`cpu_training_attention="math"`).
+4. `+math`: and PyTorch's math attention kernel (`cpu_training_attention="math"`);
+5. `+one-row` (the current training step): and the [CLS]-only layer's attention with its key and value projections
+   moved to the query's side (`BertAttentionBlock._attend_one_row`), instead of projecting every video token of every
+   pair to keys and values.
 
-All four compute the same function (tests/test_modeling.py pins 2 and 3; 4 only changes float rounding). Methods
+All five compute the same function (tests/test_modeling.py pins 2, 3 and 5; 4 only changes float rounding). Methods
 without a joint encoder differ only in the kernel.
 
     python -m benchmarks.training_step_cost --threads 1            # the ablation's methods, one thread each
     python -m benchmarks.training_step_cost --variants t2v2t_self --steps 5
+    python -m benchmarks.training_step_cost --config training/configs/synthetic_quickstart.json --threads 2
 
 Each model is built as the ablation builds it (the config's shared settings plus the variant's model fields, the
 pretrained text tower with its frozen layers), on one random batch (random token ids with some right padding, random
@@ -32,18 +37,29 @@ import torch
 from torch.nn.attention import SDPBackend, sdpa_kernel
 
 from modeling_t2v2t import T2V2TModel
+from modeling_t2v2t.attention_t2v2t import attend
+from modeling_t2v2t.modeling_text_encoder import BertAttentionBlock
 from training.ablation import run_config
 from training.arguments import ModelArguments
 from training.model_factory import freeze_text_layers, load_model_and_processor
 
 ROOT = Path(__file__).resolve().parent.parent
-WAYS = ("before", "+cls", "+shared", "+math")
+WAYS = ("before", "+cls", "+shared", "+math", "+one-row")
+
+
+def projected_one_row(self, hidden_states, context, bias, context_index, dropout):
+    """`BertAttentionBlock`'s one-row attention as it was before `+one-row`: every context token projected to a
+    key and a value."""
+    key, value = self.self.key(context), self.self.value(context)
+    if context_index is not None:
+        key, value = key[context_index], value[context_index]
+    return attend(self.self.query(hidden_states), key, value, self.num_heads, bias, dropout)
 
 
 @contextlib.contextmanager
 def computed(way: str):
     """Runs the block's training step the `way` given (see the module docstring)."""
-    original = T2V2TModel.fuse
+    original, one_row = T2V2TModel.fuse, BertAttentionBlock._attend_one_row
 
     def gathered(self, text_states, attention_mask, video_tokens, output_bypass_probs=False, cls_only=False,
                  text_index=None, video_index=None):
@@ -55,14 +71,16 @@ def computed(way: str):
         return original(self, text_states, attention_mask, video_tokens, output_bypass_probs,
                         cls_only and way != "before")
 
-    kernel = sdpa_kernel(SDPBackend.MATH) if way == "+math" else contextlib.nullcontext()
+    kernel = sdpa_kernel(SDPBackend.MATH) if way in ("+math", "+one-row") else contextlib.nullcontext()
     if way in ("before", "+cls"):
         T2V2TModel.fuse = gathered
+    if way != "+one-row":
+        BertAttentionBlock._attend_one_row = projected_one_row
     try:
         with kernel:
             yield
     finally:
-        T2V2TModel.fuse = original
+        T2V2TModel.fuse, BertAttentionBlock._attend_one_row = original, one_row
 
 
 def build(run: dict):
@@ -106,14 +124,20 @@ def main() -> None:
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     config = json.loads(Path(args.config).read_text())
-    variants = args.variants.split(",") if args.variants else list(config["variants"])
+    if "variants" in config:  # an ablation config: every method (variant) it trains
+        variants = args.variants.split(",") if args.variants else list(config["variants"])
+        runs = {config["variants"][variant].get("_label", variant): run_config(config, variant, seed=0,
+                                                                                 run_dir="unused")
+                for variant in variants}
+    else:  # one training config (e.g. the quickstart's)
+        runs = {Path(args.config).stem: config}
+    batch = next(iter(runs.values()))["per_device_train_batch_size"]
 
     print(f"## One training step per method: forward + loss, backward, AdamW; bf16 autocast, batch "
-          f"{config['shared']['per_device_train_batch_size']}, {args.threads} thread(s), fastest of {args.steps}\n")
+          f"{batch}, {args.threads} thread(s), fastest of {args.steps}\n")
     print("| method | " + " | ".join(f"{way}, s/step" for way in WAYS) + " | before / now |")
     print("|---|" + "---:|" * (len(WAYS) + 1))
-    for variant in variants:
-        run = run_config(config, variant, seed=0, run_dir="unused")
+    for label, run in runs.items():
         torch.manual_seed(0)
         model = build(run)
         optimizer = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=1e-5)
@@ -125,9 +149,8 @@ def main() -> None:
                 if repeat:  # the first step of each way warms up
                     times[way].append(seconds)
         best = {way: min(times[way]) for way in WAYS}
-        label = config["variants"][variant].get("_label", variant)
         cells = " | ".join(f"{best[way]:.3f}" for way in WAYS)
-        print(f"| {label} | {cells} | {best['before'] / best['+math']:.2f}x |", flush=True)
+        print(f"| {label} | {cells} | {best['before'] / best[WAYS[-1]]:.2f}x |", flush=True)
 
 
 if __name__ == "__main__":

@@ -8,6 +8,7 @@ computes exactly `BertModel`'s function.
 """
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 from transformers.activations import ACT2FN
 from transformers.modeling_layers import GradientCheckpointingLayer
@@ -89,11 +90,39 @@ class BertAttentionBlock(nn.Module):
         """`context_index` (B,): `context` holds each distinct context once and row i attends to context
         `context_index[i]` (its keys and values are projected once)."""
         dropout = self.dropout if self.training else 0.0
+        if hidden_states.shape[1] == 1:
+            return self.output(self._attend_one_row(hidden_states, context, bias, context_index, dropout),
+                               hidden_states)
         key, value = self.self.key(context), self.self.value(context)
         if context_index is not None:
             key, value = key[context_index], value[context_index]
         attended = attend(self.self.query(hidden_states), key, value, self.num_heads, bias, dropout)
         return self.output(attended, hidden_states)
+
+    def _attend_one_row(self, hidden_states, context, bias, context_index, dropout: float) -> torch.Tensor:
+        """The same attention for a single query row (VTM's [CLS]-only last fusion layer, whose context is one video
+        per pair), with the key and value projections moved to the query's side: `q·(W_k c + b_k) = (W_k^T q)·c +
+        q·b_k` and `sum_m p_m (W_v c_m + b_v) = W_v (sum_m p_m c_m) + b_v`, per head. Projecting every context
+        token to keys and values (P x M x D each) cost more than the rest of the layer; this costs P x heads x Dv.
+        (P, 1, D)."""
+        projections, heads = self.self, self.num_heads
+        width = projections.query.out_features
+        head_dim = width // heads
+        if context_index is not None:
+            context = context[context_index]  # (P, M, Dv): the raw tokens, narrower than their keys and values
+        query = (projections.query(hidden_states[:, 0]) * head_dim**-0.5).view(-1, heads, head_dim)  # (P, H, d)
+        key_weight = projections.key.weight.view(heads, head_dim, -1)  # (H, d, Dv)
+        logits = torch.einsum("phd,hdv->phv", query, key_weight) @ context.transpose(1, 2)  # (P, H, M)
+        # q·b_k is the same for every token of a row, so the softmax ignores it; kept so b_k stays in the graph (and
+        # gets its zero gradient) exactly as on the full path.
+        logits = logits + (query * projections.key.bias.view(heads, head_dim)).sum(-1, keepdim=True)
+        if bias is not None:
+            logits = logits + bias[:, 0]  # (B, 1, 1, M) -> (B, 1, M)
+        probs = F.dropout(logits.softmax(dim=-1), dropout, training=dropout > 0)
+        pooled = probs.to(context.dtype) @ context  # (P, H, Dv)
+        value_weight = projections.value.weight.view(heads, head_dim, -1)
+        out = torch.einsum("phv,hdv->phd", pooled, value_weight) + projections.value.bias.view(heads, head_dim)
+        return out.reshape(-1, 1, width)
 
 
 class BertIntermediate(nn.Module):

@@ -310,7 +310,8 @@ def test_bf16_autocast_and_bf16_weights_train():
 @pytest.mark.parametrize("mode,fusion_layer", [("t2v2t", 2), ("v2t", 1), ("naive_t2v2t", 1)])
 def test_cls_only_fusion_equals_the_full_fusion_with_its_gradients(mode, fusion_layer):
     # VTM and reranking read only the fused [CLS]: computing the last fusion layer for that row alone (queries from
-    # [CLS], keys/values from every token) must give the same [CLS] and the same gradients as the full layer.
+    # [CLS], keys/values from every token; with one query row, BertAttentionBlock._attend_one_row moves the key and
+    # value projections to the query's side) must give the same [CLS] and the same gradients as the full layer.
     config = tiny_config(fusion_mode=mode, fusion_layer=fusion_layer, num_t2v_layers=2)
     model = T2V2TModel(config).eval()  # no dropout: both computations see the same network
     inputs = tiny_inputs(config)
