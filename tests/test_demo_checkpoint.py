@@ -35,6 +35,24 @@ def test_copy_code_writes_the_library_files_byte_for_byte(tmp_path):
         assert not path.is_symlink() and path.read_bytes() == (LIBRARY / path.name).read_bytes(), path.name
 
 
+def _comparable(path: Path) -> bytes:
+    """A file's bytes; for config.json, without the `transformers_version` stamp that `save_pretrained` writes: a
+    fresh install may bring a newer transformers (pyproject allows >=5.23,<6) that saves the same config."""
+    if path.name != "config.json":
+        return path.read_bytes()
+    config = json.loads(path.read_text())
+    config.pop("transformers_version", None)
+    return json.dumps(config, sort_keys=True).encode()
+
+
+def test_comparison_ignores_only_the_transformers_version_stamp(tmp_path):
+    committed = json.loads((CHECKPOINT_DIR / "config.json").read_text())
+    (tmp_path / "config.json").write_text(json.dumps({**committed, "transformers_version": "9.9.9"}, indent=2))
+    assert _comparable(tmp_path / "config.json") == _comparable(CHECKPOINT_DIR / "config.json")
+    (tmp_path / "config.json").write_text(json.dumps({**committed, "embed_dim": committed["embed_dim"] + 1}))
+    assert _comparable(tmp_path / "config.json") != _comparable(CHECKPOINT_DIR / "config.json")
+
+
 def test_the_committed_folder_is_what_prepare_assets_writes(tmp_path):
     card = tmp_path / "model_card.md"
     rebuilt = prepare_assets.build_checkpoint(CHECKPOINT_DIR, tmp_path / "checkpoints", CHECKPOINT_DIR.name,
@@ -42,7 +60,7 @@ def test_the_committed_folder_is_what_prepare_assets_writes(tmp_path):
     committed = sorted(path.name for path in CHECKPOINT_DIR.iterdir())
     assert sorted(path.name for path in rebuilt.iterdir()) == committed, REFRESH
     for name in committed:
-        assert (rebuilt / name).read_bytes() == (CHECKPOINT_DIR / name).read_bytes(), f"{name}: {REFRESH}"
+        assert _comparable(rebuilt / name) == _comparable(CHECKPOINT_DIR / name), f"{name}: {REFRESH}"
         assert (rebuilt / name).is_symlink() == (CHECKPOINT_DIR / name).is_symlink(), f"{name}: {REFRESH}"
     assert card.read_bytes() == (REPO / "model_card.md").read_bytes(), REFRESH
 
