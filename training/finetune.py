@@ -31,6 +31,7 @@ from modeling_t2v2t.retrieval.metrics import format_metrics_table
 from processing.text_cleaning import clean_caption
 from training.arguments import DataArguments, ModelArguments, parse_arguments
 from training.checkpoints import resolve_resume_checkpoint
+from training.cpu_allocator import log_allocator
 from training.data_setup import build_training_data, gallery_loaders, train_batch_sampler, training_collator
 from training.data_setup import warn_shared_videos
 from training.model_factory import load_model_and_processor
@@ -118,6 +119,7 @@ def main(argv=None, pretraining: bool = False, description: str = DESCRIPTION, e
     set_seed(training_args.seed)
     if training_args.use_cpu or not torch.cuda.is_available():
         set_torch_threads(training_args.dataloader_num_workers)
+        log_allocator()
     # "true": the newest COMPLETE checkpoint in output_dir; one cut short by a kill during a save is passed over.
     resume = resolve_resume_checkpoint(training_args.resume_from_checkpoint, training_args.output_dir)
     if training_args.bf16 and training_args.use_cpu and not _cpu_has_native_bf16():
