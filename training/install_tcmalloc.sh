@@ -1,6 +1,6 @@
 #!/bin/sh
 # tcmalloc (Debian package libtcmalloc-minimal4) for CPU training: `make setup` installs it, `make quickstart` and
-# `make ablation` preload it (training/cpu_allocator.py says why: about 18% faster training steps on 2 cores).
+# `make ablation` preload it (training/cpu_allocator.py says why: CPU training about a sixth faster on 2 cores).
 #   sh training/install_tcmalloc.sh          install it once if missing (apt-get, as root or with passwordless sudo)
 #   sh training/install_tcmalloc.sh --path   print the library's path, or nothing when it is not installed
 # Never fails the caller: without it training runs with glibc's malloc, and the training log says so.
