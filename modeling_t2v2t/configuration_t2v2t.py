@@ -17,6 +17,7 @@ FUSION_MODES = ("t2v2t", "naive_t2v2t", "v2t", "none")
 BYPASS_MODES = ("self", "null")
 RERANK_SCORES = ("vtm+vtc", "vtm")
 TEXT_POOLINGS = ("cls", "mean")
+VIDEO_POOLINGS = ("mean", "normalized_mean")
 PATCH_EMBEDDINGS = ("linear", "conv_stem")
 
 
@@ -189,6 +190,11 @@ class T2V2TConfig(PreTrainedConfig):
         text_pooling (`str`, defaults to `"cls"`): which text-only states give the VTC text feature. `"cls"`: the
             [CLS] state, as VindLU (BERT) does; `"mean"`: the mean over the caption's real tokens, as sentence
             encoders trained with mean pooling (e.g. all-MiniLM-L6-v2) were trained to be read.
+        video_pooling (`str`, defaults to `"mean"`): how the normalised frame embeddings give the VTC video
+            embedding. `"mean"`: their mean, as VindLU, so a text-video score is the mean of the per-frame cosines
+            and the embedding's norm (at most 1) shrinks when the frames disagree; `"normalized_mean"`: their mean
+            L2-normalised, as CLIP4Clip's mean pooling (meanP), so a score is a cosine and frames showing different
+            events of the clip are not penalised for it.
         temp (`float`, defaults to 0.07): initial VTC temperature, learnable, clamped to `[temp_min, temp_max]`.
         mlm_probability (`float`, defaults to 0.5): masking ratio of the pretraining MLM loss.
         vtm_hard_negatives (`bool`, defaults to `True`): sample VTM negatives from the VTC similarity (else uniform).
@@ -221,6 +227,7 @@ class T2V2TConfig(PreTrainedConfig):
     fusion_layer: int = 9
     embed_dim: int = 256
     text_pooling: str = "cls"
+    video_pooling: str = "mean"
     temp: float = 0.07
     temp_min: float = 0.001
     temp_max: float = 0.5
@@ -241,6 +248,7 @@ class T2V2TConfig(PreTrainedConfig):
         check.one_of("bypass_mode", BYPASS_MODES)
         check.one_of("rerank_score", RERANK_SCORES)
         check.one_of("text_pooling", TEXT_POOLINGS)
+        check.one_of("video_pooling", VIDEO_POOLINGS)
         check.integer("num_t2v_layers", 1 if self.has_t2v_fusion else 0, why=f"with fusion_mode={self.fusion_mode!r}")
         num_text_layers = self.text_config.num_hidden_layers
         upper = num_text_layers if self.fusion_mode == "none" else num_text_layers - 1
@@ -273,4 +281,4 @@ class T2V2TConfig(PreTrainedConfig):
 
 
 __all__ = ["T2V2TConfig", "T2V2TTextConfig", "T2V2TVisionConfig", "FUSION_MODES", "BYPASS_MODES", "RERANK_SCORES",
-           "PATCH_EMBEDDINGS", "TEXT_POOLINGS"]
+           "PATCH_EMBEDDINGS", "TEXT_POOLINGS", "VIDEO_POOLINGS"]

@@ -31,6 +31,7 @@ from .modeling_video_encoder import (
     T2V2TVisionLayer,
     T2V2TVisionTransformer,
     TemporalAttention,
+    pool_frame_embeds,
 )
 from .tower_loading import load_tower_configs, load_tower_weights
 
@@ -45,8 +46,9 @@ class T2V2TOutput(ModelOutput):
         loss_vtc, loss_vtm (`torch.FloatTensor`, *optional*): the contrastive and matching losses.
         logits_per_text (`(num_texts, num_videos)`): VTC similarity / temperature. logits_per_video: its transpose.
         text_embeds (`(batch, embed_dim)`): normalised text embeddings.
-        video_embeds (`(batch, embed_dim)`): mean over frames of the normalised frame embeddings
-            (so `text_embeds @ video_embeds.T` is the VTC similarity).
+        video_embeds (`(batch, embed_dim)`): mean over frames of the normalised frame embeddings, L2-normalised
+            too with `config.video_pooling="normalized_mean"` (so `text_embeds @ video_embeds.T` is the VTC
+            similarity).
         vtm_logits (`(batch, 2)`, *optional*): joint-encoder match logits of the aligned pairs (text i, video i);
             `None` for the dual encoder.
         text_last_hidden_state (`(batch, tokens, hidden)`): text-only features (output of layer `fusion_layer`).
@@ -347,7 +349,7 @@ class T2V2TModel(T2V2TPreTrainedModel):
                 last = self.vision_layernorm(last)
             tokens = last.flatten(1, 2)  # (B, T*L, D): every frame's tokens
         encoding = T2V2TVideoEncoding(
-            video_embeds=frame_embeds.mean(dim=1), frame_embeds=frame_embeds, video_tokens=tokens,
+            video_embeds=pool_frame_embeds(frame_embeds, self.config.video_pooling), frame_embeds=frame_embeds, video_tokens=tokens,
             vision_last_hidden_state=vision.last_hidden_state,
         )
         return self.build_joint_cache(encoding) if joint_cache else encoding
@@ -359,7 +361,9 @@ class T2V2TModel(T2V2TPreTrainedModel):
     def get_video_features(self, pixel_values_videos) -> torch.Tensor:
         """
         (B, embed_dim) video embeddings: the mean over frames of L2-normalised frame embeddings. Its dot product
-        with a text embedding is exactly the VTC similarity (mean of per-frame cosines); its norm is at most 1.
+        with a text embedding is exactly the VTC similarity: with `config.video_pooling="mean"` (VindLU) the mean of
+        per-frame cosines, its norm at most 1; with `"normalized_mean"` the mean is L2-normalised and the
+        similarity is a cosine.
         """
         return self.encode_video(pixel_values_videos).video_embeds
 

@@ -22,6 +22,21 @@ from .attention_t2v2t import DropPath, attend
 from .configuration_t2v2t import T2V2TVisionConfig
 
 
+def pool_frame_embeds(frame_embeds: torch.Tensor, pooling: str) -> torch.Tensor:
+    """
+    The video embedding (B, E) of L2-normalised frame embeddings (B, T, E). `"mean"` (VindLU): their mean, so its
+    dot product with a text embedding is the mean of the per-frame cosines. `"normalized_mean"` (CLIP4Clip's meanP):
+    that mean L2-normalised, so the dot product is a cosine: two frames showing different halves of a caption
+    score as well together as one frame showing all of it.
+    """
+    pooled = frame_embeds.mean(dim=1)
+    if pooling == "mean":
+        return pooled
+    if pooling == "normalized_mean":
+        return F.normalize(pooled, dim=-1)
+    raise ValueError(f"video pooling {pooling!r} is invalid: must be 'mean' or 'normalized_mean'.")
+
+
 @dataclass
 class T2V2TVisionOutput(ModelOutput):
     """
@@ -298,4 +313,4 @@ class T2V2TVisionTransformer(nn.Module):
         return T2V2TVisionOutput(last_hidden_state=last, pooler_output=pooled, hidden_states=all_hidden)
 
 
-__all__ = ["T2V2TVisionTransformer", "T2V2TVisionOutput"]
+__all__ = ["T2V2TVisionTransformer", "T2V2TVisionOutput", "pool_frame_embeds"]

@@ -32,6 +32,7 @@ def test_json_round_trip(tmp_path):
         (dict(bypass_mode="gate"), r"T2V2TConfig.bypass_mode='gate' is invalid"),
         (dict(rerank_score="itm"), r"T2V2TConfig.rerank_score='itm' is invalid"),
         (dict(text_pooling="max"), r"T2V2TConfig.text_pooling='max' is invalid"),
+        (dict(video_pooling="max"), r"T2V2TConfig.video_pooling='max' is invalid"),
         (dict(num_t2v_layers=0), r"T2V2TConfig.num_t2v_layers=0 is invalid"),
         (dict(fusion_layer=3), r"T2V2TConfig.fusion_layer=3 is invalid: must be an integer in \[0, 2\]"),
         (dict(fusion_layer=-1), r"T2V2TConfig.fusion_layer=-1"),

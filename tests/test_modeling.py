@@ -7,6 +7,7 @@ from tiny_models import tiny_config, tiny_inputs
 
 from modeling_t2v2t import T2V2TForPreTraining, T2V2TModel
 from modeling_t2v2t.losses_t2v2t import vtc_loss
+from modeling_t2v2t.modeling_video_encoder import pool_frame_embeds
 
 def config_fields(config) -> dict:
     """The config as a dict without loading bookkeeping (`_name_or_path`, the recorded dtype)."""
@@ -139,6 +140,44 @@ def test_features_and_pair_scores_match_forward():
         one_by_one = [model.score_pairs(inputs["input_ids"][:1], inputs["attention_mask"][:1],
                                         inputs["pixel_values_videos"][v:v + 1]).scores for v in range(4)]
     torch.testing.assert_close(query_vs_all, torch.cat(one_by_one))
+
+
+def test_frame_pooling_by_hand():
+    """Two orthogonal unit frames and the text halfway between them: VindLU's mean of per-frame cosines gives
+    (0.7071 + 0.7071) / 2; CLIP4Clip's normalised mean gives the cosine with the mean direction, 1."""
+    frames = torch.tensor([[[1.0, 0.0], [0.0, 1.0]]])  # (1 video, 2 frames, 2 dims)
+    text = torch.tensor([[0.5**0.5, 0.5**0.5]])
+    mean = pool_frame_embeds(frames, "mean")
+    torch.testing.assert_close(mean, torch.tensor([[0.5, 0.5]]))
+    torch.testing.assert_close(text @ mean.T, (text @ frames[0].T).mean(dim=1, keepdim=True))  # 0.7071
+    normalized = pool_frame_embeds(frames, "normalized_mean")
+    torch.testing.assert_close(normalized, torch.tensor([[0.5**0.5, 0.5**0.5]]))
+    torch.testing.assert_close(text @ normalized.T, torch.ones(1, 1))
+    with pytest.raises(ValueError, match="video pooling 'max' is invalid"):
+        pool_frame_embeds(frames, "max")
+
+
+def test_normalized_mean_video_pooling_scores_cosines_everywhere():
+    """`video_pooling="normalized_mean"` changes only the video embedding: unit norm, the same frame embeddings,
+    and the VTC logits, the loss and the reranked "vtm+vtc" score all read the normalised embedding."""
+    torch.manual_seed(0)
+    vindlu = T2V2TModel(tiny_config()).eval()
+    meanp = T2V2TModel(tiny_config(video_pooling="normalized_mean")).eval()
+    meanp.load_state_dict(vindlu.state_dict())
+    inputs = tiny_inputs(vindlu.config)
+    with torch.no_grad():
+        frames = vindlu.encode_video(inputs["pixel_values_videos"]).frame_embeds
+        torch.testing.assert_close(meanp.encode_video(inputs["pixel_values_videos"]).frame_embeds, frames)
+        video = meanp.get_video_features(inputs["pixel_values_videos"])
+        torch.testing.assert_close(video, torch.nn.functional.normalize(frames.mean(dim=1), dim=-1))
+        assert not torch.allclose(video, vindlu.get_video_features(inputs["pixel_values_videos"]))
+        out = meanp(**inputs, return_loss=True)
+        text = meanp.get_text_features(inputs["input_ids"], inputs["attention_mask"])
+        torch.testing.assert_close(out.logits_per_text, text @ video.T / meanp.temperature)
+        torch.testing.assert_close(out.loss_vtc, vtc_loss(text, video, meanp.temperature, inputs["video_ids"]))
+        scores = meanp.score_pairs(inputs["input_ids"], inputs["attention_mask"], inputs["pixel_values_videos"])
+    torch.testing.assert_close(scores.scores, out.vtm_logits[:, 1] - out.vtm_logits[:, 0]
+                               + torch.diagonal(out.logits_per_text))
 
 
 def test_score_pairs_reports_bypass_probabilities():

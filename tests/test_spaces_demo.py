@@ -122,8 +122,12 @@ def test_relevance_has_one_value_per_sampled_frame(engine):
     assert relevance.video_id == best.record.video_id
     assert len(relevance.cosine) == len(relevance.bypass_share) == len(relevance.frame_times) == num_frames
     assert relevance.frames.shape[0] == num_frames
-    # The embedding score is the mean over frames of the per-frame cosine.
-    assert np.mean(relevance.cosine) == pytest.approx(best.embedding_score, abs=1e-5)
+    # The embedding score is the mean over frames of the per-frame cosine, divided by the mean frame embedding's
+    # length when the checkpoint normalises it (video_pooling="normalized_mean").
+    loaded = engine.checkpoint(CHECKPOINT)
+    frame_embeds = loaded.encode_records([best.record])[0].frame_embeds
+    length = float(frame_embeds.mean(dim=0).norm()) if loaded.config.video_pooling == "normalized_mean" else 1.0
+    assert np.mean(relevance.cosine) / length == pytest.approx(best.embedding_score, abs=1e-5)
     assert all(0.0 <= share <= 1.0 for share in relevance.bypass_share)
     assert relevance.frame_times == sorted(relevance.frame_times)
 

@@ -226,7 +226,10 @@ def architecture(config: dict, num_frames: int | None) -> dict:
         text_feature = "mean over the caption's tokens" if config.get("text_pooling") == "mean" else "[CLS]"
         return {**arch, **_towers(vision, text), "text_layout": text_layout, "fusion_mode": fusion_mode,
                 "fusion_description": description, "has_joint_encoder": fusion_mode != "none",
-                "text_feature": f"text = {text_feature} of the text-only layers, projected"}
+                "text_feature": f"text = {text_feature} of the text-only layers, projected",
+                "video_feature": "video = mean over frames of per-frame embeddings, L2-normalised (CLIP4Clip's "
+                                 "meanP)" if config.get("video_pooling") == "normalized_mean" else
+                                 "video = mean over frames of per-frame embeddings"}
     if model_type == "xpool":
         backbone = config.get("backbone", "towers")
         if backbone == "clip":
