@@ -39,8 +39,9 @@ INTRO = """
 # T2V2T text-to-video search
 
 Type what a video should show; the model ranks the gallery. **T2V2T** (text→video→text fusion with Bypass
-cross-attention, built on VindLU) scores in two stages: the **embedding score** is the mean over the sampled
-frames of the cosine between the text and each frame embedding; the **rerank score** is the joint encoder's match
+cross-attention, built on VindLU) scores in two stages: the **embedding score** compares the text embedding with the sampled
+frames' embeddings (the cosine with their normalised mean for the default checkpoint; VindLU-style checkpoints
+average the per-frame cosines); the **rerank score** is the joint encoder's match
 logit for the pair (text and video attend to each other). The default checkpoint is small and trained on CPU on the
 project's synthetic benchmark (coloured shapes that appear, move, grow, spin...): its text tower is pretrained
 (MiniLM, so any English query reads), its video tower learned only that benchmark, and the gallery holds 32 of its
@@ -48,7 +49,8 @@ test videos, which it never saw in training.
 """
 RELEVANCE_NOTE = """
 **Which frames matched (best result):** left, the cosine between the query and each sampled frame's embedding
-(their mean is the embedding score). Right, for T2V2T's Bypass cross-attention: the share of attention that the
+(the embedding score is their mean, divided by the length of the mean frame embedding when the checkpoint
+normalises it, as the default one does). Right, for T2V2T's Bypass cross-attention: the share of attention that the
 frame's video tokens put on the *bypass* slot ("stay unchanged") instead of the query's words, averaged over heads,
 tokens and text→video layers; a lower value means that frame's tokens took in more of the text. It shows what the
 joint encoder attended to, not a calibrated relevance score.

@@ -10,11 +10,13 @@ thousands of videos or more use `modeling_t2v2t.retrieval.retriever.VideoRetriev
 Scores, as the model defines them:
 
 - embedding score: `text_embeds @ video_embeds`, the VTC similarity = the mean over the sampled frames of the
-  cosine between the text embedding and each frame embedding (stage 1 of retrieval);
+  cosine between the text embedding and each frame embedding, divided by the length of the mean frame embedding
+  when the checkpoint normalises it (`config.video_pooling="normalized_mean"`, the default checkpoint's) (stage 1
+  of retrieval);
 - rerank score: the joint encoder's score `score_pairs(...).scores` (stage 2): by default the VTM log-odds plus the
   VTC logit (`config.rerank_score="vtm+vtc"`), or VindLU's VTM match logit alone (`"vtm"`);
-- per-frame relevance: the cosine between the text embedding and each frame embedding (their mean is the
-  embedding score), and, for T2V2T's Bypass cross-attention, the share of attention each frame's tokens put on the
+- per-frame relevance: the cosine between the text embedding and each frame embedding (their mean, or that mean
+  over the mean frame embedding's length, is the embedding score), and, for T2V2T's Bypass cross-attention, the share of attention each frame's tokens put on the
   bypass slot ("keep me unchanged") instead of the words.
 
 Uploaded videos are validated on their content, not their header: a demux pass counts the packets and measures the
@@ -155,8 +157,8 @@ class EncodedVideo:
 
 @dataclass
 class FrameRelevance:
-    """Per sampled frame of one video: `cosine` between the query and the frame embedding (their mean is the
-    embedding score) and `bypass_share`, the mean probability that the frame's tokens took the bypass in the
+    """Per sampled frame of one video: `cosine` between the query and the frame embedding (their mean, divided
+    by the mean frame embedding's length with `video_pooling="normalized_mean"`, is the embedding score) and `bypass_share`, the mean probability that the frame's tokens took the bypass in the
     text→video layers (`None` when the model has no bypass)."""
 
     video_id: str
