@@ -349,7 +349,8 @@ class T2V2TModel(T2V2TPreTrainedModel):
                 last = self.vision_layernorm(last)
             tokens = last.flatten(1, 2)  # (B, T*L, D): every frame's tokens
         encoding = T2V2TVideoEncoding(
-            video_embeds=pool_frame_embeds(frame_embeds, self.config.video_pooling), frame_embeds=frame_embeds, video_tokens=tokens,
+            video_embeds=pool_frame_embeds(frame_embeds, self.config.video_pooling), frame_embeds=frame_embeds,
+            video_tokens=tokens,
             vision_last_hidden_state=vision.last_hidden_state,
         )
         return self.build_joint_cache(encoding) if joint_cache else encoding

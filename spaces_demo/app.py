@@ -39,9 +39,9 @@ INTRO = """
 # T2V2T text-to-video search
 
 Type what a video should show; the model ranks the gallery. **T2V2T** (text→video→text fusion with Bypass
-cross-attention, built on VindLU) scores in two stages: the **embedding score** compares the text embedding with the sampled
-frames' embeddings (the cosine with their normalised mean for the default checkpoint; VindLU-style checkpoints
-average the per-frame cosines); the **rerank score** is the joint encoder's match
+cross-attention, built on VindLU) scores in two stages: the **embedding score** compares the text embedding with
+the sampled frames' embeddings (the cosine with their normalised mean for the default checkpoint; VindLU-style
+checkpoints average the per-frame cosines); the **rerank score** is the joint encoder's match
 logit for the pair (text and video attend to each other). The default checkpoint is small and trained on CPU on the
 project's synthetic benchmark (coloured shapes that appear, move, grow, spin...): its text tower is pretrained
 (MiniLM, so any English query reads), its video tower learned only that benchmark, and the gallery holds 32 of its

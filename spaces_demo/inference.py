@@ -16,8 +16,8 @@ Scores, as the model defines them:
 - rerank score: the joint encoder's score `score_pairs(...).scores` (stage 2): by default the VTM log-odds plus the
   VTC logit (`config.rerank_score="vtm+vtc"`), or VindLU's VTM match logit alone (`"vtm"`);
 - per-frame relevance: the cosine between the text embedding and each frame embedding (their mean, or that mean
-  over the mean frame embedding's length, is the embedding score), and, for T2V2T's Bypass cross-attention, the share of attention each frame's tokens put on the
-  bypass slot ("keep me unchanged") instead of the words.
+  over the mean frame embedding's length, is the embedding score), and, for T2V2T's Bypass cross-attention, the
+  share of attention each frame's tokens put on the bypass slot ("keep me unchanged") instead of the words.
 
 Uploaded videos are validated on their content, not their header: a demux pass counts the packets and measures the
 timestamps (capped, so a file of millions of tiny frames stops early), and the frames the model needs are decoded in
@@ -158,8 +158,9 @@ class EncodedVideo:
 @dataclass
 class FrameRelevance:
     """Per sampled frame of one video: `cosine` between the query and the frame embedding (their mean, divided
-    by the mean frame embedding's length with `video_pooling="normalized_mean"`, is the embedding score) and `bypass_share`, the mean probability that the frame's tokens took the bypass in the
-    text→video layers (`None` when the model has no bypass)."""
+    by the mean frame embedding's length with `video_pooling="normalized_mean"`, is the embedding score) and
+    `bypass_share`, the mean probability that the frame's tokens took the bypass in the text→video layers (`None`
+    when the model has no bypass)."""
 
     video_id: str
     frames: np.ndarray
