@@ -198,6 +198,11 @@ class T2V2TConfig(PreTrainedConfig):
         temp (`float`, defaults to 0.07): initial VTC temperature, learnable, clamped to `[temp_min, temp_max]`.
         mlm_probability (`float`, defaults to 0.5): masking ratio of the pretraining MLM loss.
         vtm_hard_negatives (`bool`, defaults to `True`): sample VTM negatives from the VTC similarity (else uniform).
+        vtm_labelled_negative_prob (`float`, defaults to 0): how often a training pair whose batch holds one of its
+            *labelled* hard negatives (the `labelled_negatives` a collator passes to `forward`, e.g. the same scene
+            with its motion reversed or its events swapped) takes that as its VTM negative instead (in [0, 1]).
+            Uniform or similarity-weighted draws from a batch rarely hold a clip's temporal twin, which only frame
+            order can reject, so VTM would seldom learn order without them.
         vtc_loss_weight, vtm_loss_weight, mlm_loss_weight (`float`): weights of the loss terms.
         rerank_score (`str`, defaults to `"vtm+vtc"`): the score a reranked pair gets. `"vtm"`: the VTM match logit
             alone (VindLU); `"vtm+vtc"`: the VTM log-odds (match minus no-match logit) plus the VTC logit
@@ -233,6 +238,7 @@ class T2V2TConfig(PreTrainedConfig):
     temp_max: float = 0.5
     mlm_probability: float = 0.5
     vtm_hard_negatives: bool = True
+    vtm_labelled_negative_prob: float = 0.0
     vtc_loss_weight: float = 1.0
     vtm_loss_weight: float = 1.0
     mlm_loss_weight: float = 1.0
@@ -263,6 +269,7 @@ class T2V2TConfig(PreTrainedConfig):
         for field in ("vtc_loss_weight", "vtm_loss_weight", "mlm_loss_weight"):
             check.number(field, 0)
         check.number("initializer_range", 0, low_open=True)
+        check.number("vtm_labelled_negative_prob", 0, 1)
         check.boolean("vtm_hard_negatives", "gather_distributed", "tie_word_embeddings")
 
     @property

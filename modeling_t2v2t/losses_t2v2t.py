@@ -140,7 +140,11 @@ def default_video_ids(batch: int, device: torch.device) -> torch.Tensor:
 
 @torch.no_grad()
 def sample_vtm_negatives(
-    similarity: torch.Tensor, video_ids: torch.Tensor, hard: bool = True
+    similarity: torch.Tensor,
+    video_ids: torch.Tensor,
+    hard: bool = True,
+    labelled_negatives: torch.Tensor | None = None,
+    labelled_probability: float = 0.0,
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """
     One negative video per text and one negative text per video, from the local batch.
@@ -149,6 +153,12 @@ def sample_vtm_negatives(
         similarity: (B, B) text-to-video VTC similarity. video_ids: (B,) ids; a pair sharing the video id is
             never drawn as a negative. hard: draw with probability softmax(similarity) (VindLU/ALBEF's hard
             negatives); otherwise uniformly among the negatives.
+        labelled_negatives: optional (B, B) bool, True at (i, j) when the video of pair j is a hard negative of
+            the caption of pair i that the data names (e.g. the same scene with its motion reversed or its two
+            events swapped). labelled_probability: with this probability, drawn independently for each text and
+            each video, a text with labelled negatives in the batch takes one of them (uniformly) as its negative
+            video, and a video that is a labelled negative of some captions in the batch takes one of those as its
+            negative text, instead of the draw above.
     Returns:
         (negative video index per text, negative text index per video, `has_negative` (B,) bool). A row whose
         video is the only one in the batch has no negative: its indices are meaningless and `has_negative` False.
@@ -166,6 +176,13 @@ def sample_vtm_negatives(
     no_negative = torch.diag(~has_negative)
     negative_videos = torch.multinomial(weights_t2v.masked_fill(positives & ~no_negative, 0), 1).squeeze(1)
     negative_texts = torch.multinomial(weights_v2t.masked_fill(positives & ~no_negative, 0), 1).squeeze(1)
+    if labelled_negatives is not None and labelled_probability > 0:
+        labelled = labelled_negatives.bool() & ~positives
+        for negatives, candidates in ((negative_videos, labelled), (negative_texts, labelled.T)):
+            # Rows with a labelled negative take one, uniformly, with the given probability.
+            use = candidates.any(dim=1) & (torch.rand(len(negatives), device=negatives.device) < labelled_probability)
+            if bool(use.any()):
+                negatives[use] = torch.multinomial(candidates[use].float(), 1).squeeze(1)
     return negative_videos, negative_texts, has_negative
 
 

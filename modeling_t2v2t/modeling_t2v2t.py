@@ -593,12 +593,14 @@ class T2V2TModel(T2V2TPreTrainedModel):
         return tuple(layers)
 
     # ----- training -------------------------------------------------------------------------------------------
-    def vtm_loss(self, text: T2V2TTextEncoding, video: T2V2TVideoEncoding, similarity, video_ids):
+    def vtm_loss(self, text: T2V2TTextEncoding, video: T2V2TVideoEncoding, similarity, video_ids,
+                 labelled_negatives=None):
         """VTM on every positive pair plus one hard negative video per text and one hard negative text per video
-        (3B pairs when every pair has a negative in the batch)."""
+        (3B pairs when every pair has a negative in the batch); `labelled_negatives` as in `forward`."""
         batch = similarity.shape[0]
         negative_videos, negative_texts, has_negative = sample_vtm_negatives(
-            similarity, video_ids, self.config.vtm_hard_negatives)
+            similarity, video_ids, self.config.vtm_hard_negatives, labelled_negatives,
+            self.config.vtm_labelled_negative_prob)
         if not bool(has_negative.all()):
             logger.warning_once("A batch holds a single video: its pairs get no VTM negative (use larger batches).")
         arange = torch.arange(batch, device=similarity.device)
@@ -612,8 +614,19 @@ class T2V2TModel(T2V2TPreTrainedModel):
                                                                  device=similarity.device)])
         return F.cross_entropy(logits.float(), labels), logits[:batch]
 
+    def _check_labelled_negatives(self, labelled_negatives, batch: int) -> None:
+        """A clear error for a wrong shape, and one warning when the labels cannot change anything."""
+        if tuple(labelled_negatives.shape) != (batch, batch):
+            raise ValueError(f"labelled_negatives must be a ({batch}, {batch}) bool tensor for a batch of {batch} "
+                             f"pairs, got shape {tuple(labelled_negatives.shape)}.")
+        if not self.config.has_joint_encoder or self.config.vtm_labelled_negative_prob == 0:
+            logger.warning_once(
+                "labelled_negatives were passed but are unused: they choose VTM negatives, and this model has "
+                f"{'no joint encoder' if not self.config.has_joint_encoder else 'vtm_labelled_negative_prob 0'}.")
+
     def _forward_with_encodings(
-        self, input_ids, attention_mask, pixel_values_videos, video_ids, token_type_ids, return_loss
+        self, input_ids, attention_mask, pixel_values_videos, video_ids, token_type_ids, return_loss,
+        labelled_negatives=None,
     ) -> tuple[T2V2TOutput, T2V2TTextEncoding, T2V2TVideoEncoding]:
         if input_ids is None or pixel_values_videos is None:
             raise ValueError("T2V2TModel.forward needs both input_ids and pixel_values_videos.")
@@ -631,11 +644,13 @@ class T2V2TModel(T2V2TPreTrainedModel):
                     f"{video.video_embeds.shape[0]} videos."
                 )
             ids = prepare_video_ids(video_ids, input_ids.shape[0], input_ids.device)
+            if labelled_negatives is not None:
+                self._check_labelled_negatives(labelled_negatives, input_ids.shape[0])
             loss_vtc = vtc_loss(text.text_embeds, video.video_embeds, self.temperature, ids,
                                 gather=self.config.gather_distributed)
             loss = self.config.vtc_loss_weight * loss_vtc
             if self.config.has_joint_encoder:
-                loss_vtm, vtm_logits = self.vtm_loss(text, video, logits_per_text.detach(), ids)
+                loss_vtm, vtm_logits = self.vtm_loss(text, video, logits_per_text.detach(), ids, labelled_negatives)
                 loss = loss + self.config.vtm_loss_weight * loss_vtm
         elif self.config.has_joint_encoder and input_ids.shape[0] == pixel_values_videos.shape[0]:
             # Aligned pairs use each video once: a per-video cache would not be reused, so the reference path.
@@ -658,6 +673,7 @@ class T2V2TModel(T2V2TPreTrainedModel):
         token_type_ids: torch.LongTensor | None = None,
         return_loss: bool | None = None,
         return_dict: bool | None = None,
+        labelled_negatives: torch.BoolTensor | None = None,
     ) -> T2V2TOutput | tuple:
         r"""
         Args:
@@ -667,9 +683,13 @@ class T2V2TModel(T2V2TPreTrainedModel):
             video_ids (`(B,)`, *optional*): integer video id of each pair, so captions of the same video count as
                 positives in VTC and are never drawn as VTM negatives. Default: every pair is its own video.
             return_loss (`bool`, *optional*): compute VTC (+ VTM when there is a joint encoder) on aligned pairs.
+            labelled_negatives (`(B, B)` bool, *optional*, training only): True at (i, j) when the video of pair j
+                is a hard negative of the caption of pair i that the data names (e.g. `VideoTextCollator`'s
+                `labelled_negatives`); VTM draws them with probability `config.vtm_labelled_negative_prob`.
         """
         output, _, _ = self._forward_with_encodings(
-            input_ids, attention_mask, pixel_values_videos, video_ids, token_type_ids, return_loss
+            input_ids, attention_mask, pixel_values_videos, video_ids, token_type_ids, return_loss,
+            labelled_negatives,
         )
         return_dict = return_dict if return_dict is not None else self.config.return_dict
         return output if return_dict else output.to_tuple()
@@ -732,6 +752,7 @@ class T2V2TForPreTraining(T2V2TPreTrainedModel):
         mlm_labels: torch.LongTensor | None = None,
         return_loss: bool | None = None,
         return_dict: bool | None = None,
+        labelled_negatives: torch.BoolTensor | None = None,
     ) -> T2V2TForPreTrainingOutput | tuple:
         r"""
         Args: as `T2V2TModel.forward`, plus
@@ -741,7 +762,8 @@ class T2V2TForPreTraining(T2V2TPreTrainedModel):
         if attention_mask is None and input_ids is not None:
             attention_mask = torch.ones_like(input_ids)
         base, _, video = self.t2v2t._forward_with_encodings(
-            input_ids, attention_mask, pixel_values_videos, video_ids, token_type_ids, return_loss
+            input_ids, attention_mask, pixel_values_videos, video_ids, token_type_ids, return_loss,
+            labelled_negatives,
         )
         loss, loss_mlm = base.loss, None
         if return_loss:

@@ -44,6 +44,13 @@ def caption_pairs(dataset: datasets.Dataset) -> datasets.Dataset:
                        desc="Caption pairs")
 
 
+def labelled_negative_mask(video_indices: list[int], labelled_negatives: dict[int, set[int]]) -> torch.Tensor:
+    """(B, B) bool: True at (i, j) when video `video_indices[j]` is a labelled hard negative of video
+    `video_indices[i]`'s captions."""
+    return torch.tensor([[other in labelled_negatives.get(index, ()) for other in video_indices]
+                         for index in video_indices], dtype=torch.bool)
+
+
 class VideoTextCollator:
     """
     Collate function for (caption, video) rows from `caption_pairs`.
@@ -64,13 +71,17 @@ class VideoTextCollator:
         cache_bytes: keep whole decoded videos in memory up to this many bytes per process
             (`processing.frame_cache.DecodedVideoCache`): a small dataset seen for many epochs is decoded once;
             0 = decode the sampled frames of every clip every time.
+        labelled_negatives: optional `{video_index: video indices}`: videos that the data names as hard negatives
+            of each video's captions (e.g. `processing.builders.synthetic.synthetic_twins`). Training batches then
+            carry `labelled_negatives`, a (B, B) bool tensor, True at (i, j) when pair j's video is one of pair
+            i's; T2V2T's VTM draws from them (`T2V2TConfig.vtm_labelled_negative_prob`).
 
     Images (`media_type="image"`) are 1-frame clips; a batch must not mix images and videos (group them).
     """
 
     def __init__(self, processor, num_frames: int | None = None, train: bool = True, backend: str = "pyav",
                  skip_bad: bool = False, max_words: int | None = None, return_loss: bool = True,
-                 cache_bytes: int = 0):
+                 cache_bytes: int = 0, labelled_negatives: dict[int, set[int]] | None = None):
         self.processor = processor
         self.num_frames = num_frames or processor.video_processor.num_frames
         self.train = train
@@ -82,6 +93,7 @@ class VideoTextCollator:
         if cache_bytes < 0:
             raise ValueError(f"cache_bytes must be >= 0, got {cache_bytes}.")
         self.cache_bytes = cache_bytes
+        self.labelled_negatives = labelled_negatives
         self._rng = None  # created on first use, in the process (DataLoader worker) that decodes
         self._cache = None  # likewise: each decoding process keeps its own
 
@@ -131,6 +143,8 @@ class VideoTextCollator:
         # is the same and the text and fusion layers do less work (synthetic captions are ~12 of 32 tokens).
         batch = dict(self.processor(text=captions, videos=clips, do_sample_frames=False, padding="longest"))
         batch["video_ids"] = torch.tensor([row["video_index"] for row in kept], dtype=torch.long)
+        if self.labelled_negatives is not None:
+            batch["labelled_negatives"] = labelled_negative_mask(batch["video_ids"].tolist(), self.labelled_negatives)
         if self.return_loss:
             batch["return_loss"] = True
         return {**batch, **skipped}
@@ -235,4 +249,4 @@ def retrieval_loaders(dataset: datasets.Dataset, processor, batch_size: int = 16
     return caption_loader, video_loader, torch.tensor(list(pairs["video_index"])), len(dataset)
 
 
-__all__ = ["SKIPPED_KEY", "caption_pairs", "VideoTextCollator", "MediaTypeBatchSampler", "CaptionCollator", "GalleryVideoCollator", "retrieval_loaders"]
+__all__ = ["SKIPPED_KEY", "caption_pairs", "VideoTextCollator", "labelled_negative_mask", "MediaTypeBatchSampler", "CaptionCollator", "GalleryVideoCollator", "retrieval_loaders"]

@@ -194,6 +194,11 @@ class DataArguments:
     batch_groups: str | None = field(default=None, metadata={
         "help": "\"family\": training batches hold whole families of hard negatives (the synthetic benchmark's "
                 "one-factor variants), one caption per video; none = plain shuffle."})
+    labelled_negative_factors: list[str] | None = field(default=None, metadata={
+        "help": "Synthetic benchmark only: a variant differing from its family's base in one of these factors (e.g. "
+                "[\"motion\", \"order\"]) and that base are each other's labelled VTM negatives, drawn with "
+                "probability model_config vtm_labelled_negative_prob (which must then be > 0); needs "
+                "batch_groups \"family\", so that twins share a batch."})
 
     def __post_init__(self):
         if self.train_data is None:
@@ -211,6 +216,15 @@ class DataArguments:
                 _check_spec(getattr(self, name), name)
         if self.batch_groups not in (None, "family"):
             raise ValueError(f"DataArguments.batch_groups={self.batch_groups!r} is unknown: use \"family\" or none.")
+        self.labelled_negative_factors = parse_json_argument(self.labelled_negative_factors,
+                                                             "labelled_negative_factors", (list,))
+        if self.labelled_negative_factors is not None:
+            if not self.labelled_negative_factors:
+                raise ValueError("--labelled_negative_factors is an empty list: name factors, e.g. "
+                                 '["motion", "order"], or leave it out.')
+            if self.batch_groups != "family":
+                raise ValueError("--labelled_negative_factors needs --batch_groups family: a video's twin is only "
+                                 "in its batch when batches hold whole families.")
         if self.decoded_cache_mb < 0:
             raise ValueError(f"--decoded_cache_mb must be >= 0 (0 = off), got {self.decoded_cache_mb}.")
 

@@ -13,7 +13,7 @@ import datasets
 
 from processing.batching import MediaTypeBatchSampler, VideoTextCollator, caption_pairs, retrieval_loaders
 from processing.builders import build
-from processing.builders.synthetic import synthetic_families
+from processing.builders.synthetic import synthetic_families, synthetic_twins
 from processing.group_batching import GroupBatchSampler
 
 from .arguments import DataArguments
@@ -79,10 +79,36 @@ def warn_shared_videos(train: datasets.Dataset, validation: datasets.Dataset | N
     return overlap
 
 
-def training_collator(args: DataArguments, processor, num_frames: int | None = None) -> VideoTextCollator:
+def training_collator(args: DataArguments, processor, num_frames: int | None = None,
+                      videos: datasets.Dataset | None = None) -> VideoTextCollator:
+    """The training collator; with `args.labelled_negative_factors` it also marks each batch's labelled VTM
+    negatives, which needs the training `videos` (their row is a pair's `video_index`)."""
+    labelled = None
+    if args.labelled_negative_factors is not None:
+        if videos is None:
+            raise ValueError("training_collator: --labelled_negative_factors needs the training videos.")
+        labelled = labelled_negatives(args, videos)
     return VideoTextCollator(processor, num_frames=num_frames, train=True, backend=args.decode_backend,
                              skip_bad=args.skip_bad, max_words=args.max_words,
-                             cache_bytes=args.decoded_cache_mb * 2**20)
+                             cache_bytes=args.decoded_cache_mb * 2**20, labelled_negatives=labelled)
+
+
+def labelled_negatives(args: DataArguments, videos: datasets.Dataset) -> dict[int, set[int]]:
+    """`{video row: rows of its labelled hard negatives}` for `--labelled_negative_factors`: the synthetic
+    benchmark's twins in those factors (`synthetic_twins`); other builders label none (`ValueError`)."""
+    twins = {}
+    for spec in args.train_data:
+        if spec["builder"] != "synthetic":
+            raise ValueError(f"--labelled_negative_factors: training dataset {spec} labels no hard negatives (only "
+                             "the synthetic benchmark's videos have twins).")
+        twins.update(synthetic_twins(args.labelled_negative_factors,
+                                     **{key: value for key, value in spec.items() if key != "builder"}))
+    row_of = {video_id: row for row, video_id in enumerate(videos["video_id"])}
+    labelled = {row_of[video_id]: {row_of[twin] for twin in others if twin in row_of}
+                for video_id, others in twins.items() if video_id in row_of}
+    logger.info("Labelled VTM negatives (%s twins): %d of %d training videos have one.",
+                "/".join(args.labelled_negative_factors), sum(1 for rows in labelled.values() if rows), len(row_of))
+    return labelled
 
 
 def gallery_loaders(args: DataArguments, processor, batch_size: int, num_workers: int):
@@ -128,4 +154,4 @@ def media_batch_sampler(pairs: datasets.Dataset, batch_size: int, seed: int, dro
 
 
 __all__ = ["build_training_data", "build_split", "training_collator", "gallery_loaders",
-           "media_batch_sampler", "train_batch_sampler", "video_groups", "shared_videos", "warn_shared_videos"]
+           "media_batch_sampler", "train_batch_sampler", "labelled_negatives", "video_groups", "shared_videos", "warn_shared_videos"]

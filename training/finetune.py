@@ -101,6 +101,20 @@ def set_torch_threads(num_workers: int) -> int:
     return threads
 
 
+def check_labelled_negatives(data_args: DataArguments, config) -> None:
+    """Labelled VTM negatives need a model that draws them; a model that would draw them is told when none come."""
+    probability = getattr(config, "vtm_labelled_negative_prob", 0.0)
+    joint = getattr(config, "has_joint_encoder", False)
+    if data_args.labelled_negative_factors is not None and not (joint and probability > 0):
+        raise ValueError("--labelled_negative_factors marks VTM negatives, but this model would never draw them: it "
+                         "needs a T2V2T joint encoder with model_config vtm_labelled_negative_prob > 0 (got "
+                         f"{type(config).__name__} with {'a' if joint else 'no'} joint encoder and probability "
+                         f"{probability}).")
+    if data_args.labelled_negative_factors is None and joint and probability > 0:
+        logger.warning("vtm_labelled_negative_prob is %s but no --labelled_negative_factors are given: VTM draws its "
+                       "negatives as if it were 0.", probability)
+
+
 def main(argv=None, pretraining: bool = False, description: str = DESCRIPTION, examples: str = EXAMPLES):
     argv = sys.argv[1:] if argv is None else argv
     (model_args, data_args, training_args), run_config = parse_arguments(
@@ -140,10 +154,13 @@ def main(argv=None, pretraining: bool = False, description: str = DESCRIPTION, e
             # the vocabulary of a from-scratch model must hold the words training will see: cleaned captions
             captions=[clean_caption(caption, data_args.max_words) for caption in train_pairs["caption"]])
 
+    check_labelled_negatives(data_args, model.config)
+
     # 3. The plain Trainer optimises; RetrievalTrainer adds gallery evaluation and media-grouped batches.
     trainer = RetrievalTrainer(
         model=model, args=training_args, train_dataset=train_pairs, eval_dataset=validation,
-        data_collator=training_collator(data_args, processor, model_args.num_frames), processing_class=processor,
+        data_collator=training_collator(data_args, processor, model_args.num_frames, train_videos),
+        processing_class=processor,
         retrieval_loaders=gallery_loaders(data_args, processor, training_args.per_device_eval_batch_size,
                                           training_args.dataloader_num_workers),
         k_test=data_args.k_test, module_learning_rates=model_args.module_learning_rates,

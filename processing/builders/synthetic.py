@@ -13,6 +13,7 @@ import json
 
 from ..schema import FAMILY_COLUMNS, AnnotationError
 from ..synthetic.benchmark import DEFAULT_NUM_VIDEOS, SPLITS, ensure_benchmark
+from ..synthetic.scenes import FACTORS
 from .common import argument_error
 from .vindlu import build_vindlu_json
 
@@ -55,6 +56,32 @@ def synthetic_families(split: str = "train", out_dir: str | None = None, num_vid
     return {video["video"]: video["family"] for video in videos if video["split"] == split}
 
 
+def synthetic_twins(factors, split: str = "train", out_dir: str | None = None,
+                    num_videos: int = DEFAULT_NUM_VIDEOS, seed: int = 0, num_val: int | None = None,
+                    num_test: int | None = None, frames: int = 16, size: int = 64, fps: int = 8, workers: int = 2,
+                    progress: bool = True, **_) -> dict[str, set[str]]:
+    """`{video_id: video_ids of its twins}` for one split: a variant whose factor is in `factors` (e.g. `("motion",
+    "order")`: the same scene with its motion reversed or its two events swapped) and its family's base are each
+    other's twins, so each is a labelled hard negative of the other's captions. Videos without twins are left out.
+    Keys and values are the dataset's `video_id`s, as in `synthetic_families`."""
+    unknown = sorted(set(factors) - set(FACTORS))
+    if unknown or not factors:
+        raise ValueError(f"synthetic_twins: factors {list(factors)!r} must be a non-empty list drawn from {FACTORS}"
+                         + (f" ({unknown} are not factors)." if unknown else "."))
+    benchmark = ensure_benchmark(out_dir, num_videos=num_videos, seed=seed, num_val=num_val, num_test=num_test,
+                                 frames=frames, size=size, fps=fps, workers=workers, progress=progress)
+    with open(benchmark["metadata"], encoding="utf-8") as handle:
+        videos = [video for video in json.load(handle)["videos"] if video["split"] == split]
+    path_of = {video["video_id"]: video["video"] for video in videos}
+    twins: dict[str, set[str]] = {}
+    for video in videos:
+        if video["factor"] in factors:
+            base = path_of[video["base"]]
+            twins.setdefault(video["video"], set()).add(base)
+            twins.setdefault(base, set()).add(video["video"])
+    return twins
+
+
 def add_family_columns(dataset, metadata_file: str, paragraph: bool = False):
     """The dataset with the `FAMILY_COLUMNS` of each of its videos, read from the benchmark's `metadata.json`
     (rows are matched by their relative video path, captions by their text; a paragraph is never partial)."""
@@ -77,4 +104,4 @@ def add_family_columns(dataset, metadata_file: str, paragraph: bool = False):
     return dataset
 
 
-__all__ = ["build_synthetic", "add_family_columns", "synthetic_families"]
+__all__ = ["build_synthetic", "add_family_columns", "synthetic_families", "synthetic_twins"]
