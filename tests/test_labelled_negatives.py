@@ -102,9 +102,15 @@ def test_arguments_and_models_that_cannot_use_labels_are_refused(benchmark, capl
     spec = json.dumps([benchmark[0]])
     with pytest.raises(ValueError, match="needs --batch_groups family"):
         DataArguments(train_data=spec, labelled_negative_factors=json.dumps(["order"]))
+    with pytest.raises(ValueError, match=r"\['speed'\] are not factors"):
+        DataArguments(train_data=spec, batch_groups="family", labelled_negative_factors=["order", "speed"])
     with pytest.raises(ValueError, match="empty list"):
         DataArguments(train_data=spec, batch_groups="family", labelled_negative_factors="[]")
     args = DataArguments(train_data=spec, batch_groups="family", labelled_negative_factors=json.dumps(["order"]))
+    # The command line gives words (`nargs="+"`) or one JSON list; both read the same.
+    for given in (["motion", "order"], ['["motion", "order"]']):
+        assert DataArguments(train_data=spec, batch_groups="family",
+                             labelled_negative_factors=given).labelled_negative_factors == ["motion", "order"]
     with pytest.raises(ValueError, match="vtm_labelled_negative_prob > 0"):
         check_labelled_negatives(args, T2V2TConfig())  # probability 0
     with pytest.raises(ValueError, match="no joint encoder"):

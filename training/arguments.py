@@ -6,6 +6,7 @@ import json
 from dataclasses import dataclass, field
 
 from processing.builders import BUILDERS, check_arguments
+from processing.synthetic.scenes import FACTORS
 from training.retrieval_trainer import CPU_TRAINING_ATTENTION
 
 
@@ -216,12 +217,18 @@ class DataArguments:
                 _check_spec(getattr(self, name), name)
         if self.batch_groups not in (None, "family"):
             raise ValueError(f"DataArguments.batch_groups={self.batch_groups!r} is unknown: use \"family\" or none.")
-        self.labelled_negative_factors = parse_json_argument(self.labelled_negative_factors,
-                                                             "labelled_negative_factors", (list,))
+        factors = self.labelled_negative_factors
+        if isinstance(factors, list) and len(factors) == 1 and str(factors[0]).lstrip().startswith("["):
+            factors = factors[0]  # one JSON list on the command line (`nargs="+"` wrapped it)
+        self.labelled_negative_factors = parse_json_argument(factors, "labelled_negative_factors", (list,))
         if self.labelled_negative_factors is not None:
             if not self.labelled_negative_factors:
                 raise ValueError("--labelled_negative_factors is an empty list: name factors, e.g. "
                                  '["motion", "order"], or leave it out.')
+            unknown = [factor for factor in self.labelled_negative_factors if factor not in FACTORS]
+            if unknown:
+                raise ValueError(f"--labelled_negative_factors: {unknown} are not factors of the synthetic benchmark; "
+                                 f"choose from {list(FACTORS)}.")
             if self.batch_groups != "family":
                 raise ValueError("--labelled_negative_factors needs --batch_groups family: a video's twin is only "
                                  "in its batch when batches hold whole families.")
