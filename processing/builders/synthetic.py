@@ -43,35 +43,34 @@ def build_synthetic(split: str = "test", out_dir: str | None = None, num_videos:
     return dataset, skips
 
 
-def synthetic_families(split: str = "train", out_dir: str | None = None, num_videos: int = DEFAULT_NUM_VIDEOS,
-                       seed: int = 0, num_val: int | None = None, num_test: int | None = None, frames: int = 16,
-                       size: int = 64, fps: int = 8, workers: int = 2, progress: bool = True, **_) -> dict[str, str]:
-    """`{video_id: family id}` for one split of the benchmark `build_synthetic` with the same arguments builds
-    (families: a base video and its one-factor variants, the benchmark's hard negatives). Keys are the dataset's
-    `video_id`s (the annotations' relative video paths, e.g. `videos/train/train_00000.mp4`)."""
+def split_metadata(split: str = "train", out_dir: str | None = None, num_videos: int = DEFAULT_NUM_VIDEOS,
+                   seed: int = 0, num_val: int | None = None, num_test: int | None = None, frames: int = 16,
+                   size: int = 64, fps: int = 8, workers: int = 2, progress: bool = True, **_) -> list[dict]:
+    """The `metadata.json` entries of one split's videos, for the benchmark `build_synthetic` with the same arguments
+    builds (rendered on first use). Each has `video` (the dataset's `video_id`: the annotations' relative video
+    path, e.g. `videos/train/train_00000.mp4`), `family`, `base` and `factor`, among others."""
     benchmark = ensure_benchmark(out_dir, num_videos=num_videos, seed=seed, num_val=num_val, num_test=num_test,
                                  frames=frames, size=size, fps=fps, workers=workers, progress=progress)
     with open(benchmark["metadata"], encoding="utf-8") as handle:
-        videos = json.load(handle)["videos"]
-    return {video["video"]: video["family"] for video in videos if video["split"] == split}
+        return [video for video in json.load(handle)["videos"] if video["split"] == split]
 
 
-def synthetic_twins(factors, split: str = "train", out_dir: str | None = None,
-                    num_videos: int = DEFAULT_NUM_VIDEOS, seed: int = 0, num_val: int | None = None,
-                    num_test: int | None = None, frames: int = 16, size: int = 64, fps: int = 8, workers: int = 2,
-                    progress: bool = True, **_) -> dict[str, set[str]]:
+def synthetic_families(split: str = "train", **benchmark_kwargs) -> dict[str, str]:
+    """`{video_id: family id}` for one split (families: a base video and its one-factor variants, the benchmark's
+    hard negatives); `benchmark_kwargs` as `split_metadata`'s."""
+    return {video["video"]: video["family"] for video in split_metadata(split, **benchmark_kwargs)}
+
+
+def synthetic_twins(factors, split: str = "train", **benchmark_kwargs) -> dict[str, set[str]]:
     """`{video_id: video_ids of its twins}` for one split: a variant whose factor is in `factors` (e.g. `("motion",
     "order")`: the same scene with its motion reversed or its two events swapped) and its family's base are each
     other's twins, so each is a labelled hard negative of the other's captions. Videos without twins are left out.
-    Keys and values are the dataset's `video_id`s, as in `synthetic_families`."""
+    `benchmark_kwargs` as `split_metadata`'s."""
     unknown = sorted(set(factors) - set(FACTORS))
     if unknown or not factors:
         raise ValueError(f"synthetic_twins: factors {list(factors)!r} must be a non-empty list drawn from {FACTORS}"
                          + (f" ({unknown} are not factors)." if unknown else "."))
-    benchmark = ensure_benchmark(out_dir, num_videos=num_videos, seed=seed, num_val=num_val, num_test=num_test,
-                                 frames=frames, size=size, fps=fps, workers=workers, progress=progress)
-    with open(benchmark["metadata"], encoding="utf-8") as handle:
-        videos = [video for video in json.load(handle)["videos"] if video["split"] == split]
+    videos = split_metadata(split, **benchmark_kwargs)
     path_of = {video["video_id"]: video["video"] for video in videos}
     twins: dict[str, set[str]] = {}
     for video in videos:
@@ -104,4 +103,4 @@ def add_family_columns(dataset, metadata_file: str, paragraph: bool = False):
     return dataset
 
 
-__all__ = ["build_synthetic", "add_family_columns", "synthetic_families", "synthetic_twins"]
+__all__ = ["build_synthetic", "add_family_columns", "synthetic_families", "synthetic_twins", "split_metadata"]
