@@ -59,7 +59,8 @@ def test_the_collator_mask_marks_each_pairs_labelled_videos():
 
 
 @pytest.fixture(scope="module")
-def benchmark(tmp_path_factory):
+# Not named `benchmark`: pytest-benchmark, where installed, owns that fixture name.
+def twin_benchmark(tmp_path_factory):
     out = tmp_path_factory.mktemp("synthetic")
     spec = {"builder": "synthetic", "split": "train", "out_dir": str(out), "num_videos": 24, "seed": 0,
             "workers": 1, "progress": False, "frames": 4, "size": 32}
@@ -68,8 +69,8 @@ def benchmark(tmp_path_factory):
     return spec, twins, metadata
 
 
-def test_synthetic_twins_pair_each_variant_with_its_base(benchmark):
-    spec, twins, metadata = benchmark
+def test_synthetic_twins_pair_each_variant_with_its_base(twin_benchmark):
+    spec, twins, metadata = twin_benchmark
     train = [video for video in metadata if video["split"] == "train"]
     path = {video["video_id"]: video["video"] for video in train}
     expected = {}
@@ -86,10 +87,10 @@ def test_synthetic_twins_pair_each_variant_with_its_base(benchmark):
         synthetic_twins(["order", "speed"], **kwargs)
 
 
-def test_the_training_collator_carries_the_twins(benchmark):
+def test_the_training_collator_carries_the_twins(twin_benchmark):
     from training.data_setup import build_training_data, labelled_negatives
 
-    spec, twins, _ = benchmark
+    spec, twins, _ = twin_benchmark
     args = DataArguments(train_data=json.dumps([spec]), batch_groups="family",
                          labelled_negative_factors=json.dumps(["motion", "order"]))
     _, _, _, videos = build_training_data(args, return_videos=True)
@@ -98,8 +99,8 @@ def test_the_training_collator_carries_the_twins(benchmark):
     assert rows == {row_of[video]: {row_of[other] for other in others} for video, others in twins.items()}
 
 
-def test_arguments_and_models_that_cannot_use_labels_are_refused(benchmark, caplog):
-    spec = json.dumps([benchmark[0]])
+def test_arguments_and_models_that_cannot_use_labels_are_refused(twin_benchmark, caplog):
+    spec = json.dumps([twin_benchmark[0]])
     with pytest.raises(ValueError, match="needs --batch_groups family"):
         DataArguments(train_data=spec, labelled_negative_factors=json.dumps(["order"]))
     with pytest.raises(ValueError, match=r"\['speed'\] are not factors"):
