@@ -129,6 +129,10 @@ class ModelArguments:
                 "this package's small models its backward is faster than the flash kernel's: "
                 "benchmarks/training_step_cost.py) or 'default' (PyTorch's own choice). Evaluation always uses "
                 "PyTorch's choice; on GPU this setting does nothing."})
+    cpu_bf16_needs_amx: bool = field(default=False, metadata={
+        "help": "With --bf16, a CPU run keeps bf16 autocast only where the CPU has AMX tiles and trains in float32 "
+                "elsewhere (logged): without AMX, bf16 ran slower than float32 (benchmarks/cpu_precision_cost.py). "
+                "On GPU this setting does nothing."})
 
     def __post_init__(self):
         self.module_learning_rates = parse_json_argument(self.module_learning_rates, "module_learning_rates") or {}

@@ -32,6 +32,7 @@ from processing.text_cleaning import clean_caption
 from training.arguments import DataArguments, ModelArguments, parse_arguments
 from training.checkpoints import resolve_resume_checkpoint
 from training.cpu_allocator import log_allocator
+from training.cpu_precision import apply_cpu_bf16_policy
 from training.data_setup import build_training_data, gallery_loaders, train_batch_sampler, training_collator
 from training.data_setup import warn_shared_videos
 from training.model_factory import load_model_and_processor
@@ -75,13 +76,6 @@ def metrics_table(metrics: dict, prefix: str) -> str:
     runs = {stage: {name[len(f"{prefix}_{stage}_"):]: value for name, value in metrics.items()
                     if name.startswith(f"{prefix}_{stage}_")} for stage in ("embedding", "reranked")}
     return format_metrics_table({stage: values for stage, values in runs.items() if values})
-
-
-def _cpu_has_native_bf16() -> bool:
-    try:  # oneDNN's own check (private, hence the fallback): AVX512-BF16 or AMX
-        return bool(torch.ops.mkldnn._is_mkldnn_bf16_supported())
-    except (AttributeError, RuntimeError):
-        return True  # unknown: do not warn
 
 
 def set_torch_threads(num_workers: int) -> int:
@@ -134,11 +128,9 @@ def main(argv=None, pretraining: bool = False, description: str = DESCRIPTION, e
     if training_args.use_cpu or not torch.cuda.is_available():
         set_torch_threads(training_args.dataloader_num_workers)
         log_allocator()
+        apply_cpu_bf16_policy(training_args, model_args.cpu_bf16_needs_amx)
     # "true": the newest COMPLETE checkpoint in output_dir; one cut short by a kill during a save is passed over.
     resume = resolve_resume_checkpoint(training_args.resume_from_checkpoint, training_args.output_dir)
-    if training_args.bf16 and training_args.use_cpu and not _cpu_has_native_bf16():
-        logger.warning("--bf16 on a CPU without native bf16 instructions (AVX512-BF16/AMX) is emulated and can be "
-                       "slower than float32; consider dropping it.")
 
     # 1. Data (rendered / built once, by the main process first).
     with training_args.main_process_first(desc="building datasets"):
