@@ -10,30 +10,17 @@ falls on both; each cell is the fastest and the median of `--steps` timed steps,
 """
 
 import argparse
-import contextlib
 import json
 import statistics
-import time
 from pathlib import Path
 
 import torch
 
-from benchmarks.training_step_cost import batch_for, build
+from benchmarks.training_step_cost import batch_for, build, timed_step
 from training.cpu_precision import cpu_has_amx, cpu_has_native_bf16
 
 ROOT = Path(__file__).resolve().parent.parent
 PRECISIONS = ("bf16 autocast", "float32")
-
-
-def timed_step(model, optimizer, inputs: dict, precision: str) -> float:
-    autocast = torch.autocast("cpu", dtype=torch.bfloat16) if precision == "bf16 autocast" else contextlib.nullcontext()
-    started = time.perf_counter()
-    with autocast:
-        loss = model(**inputs).loss
-    loss.backward()
-    optimizer.step()
-    optimizer.zero_grad()
-    return time.perf_counter() - started
 
 
 def main() -> None:
@@ -60,7 +47,7 @@ def main() -> None:
         times = {precision: [] for precision in PRECISIONS}
         for step in range(args.steps + 1):
             for precision in PRECISIONS:
-                elapsed = timed_step(model, optimizer, inputs, precision)
+                elapsed = timed_step(model, optimizer, inputs, bf16=precision == "bf16 autocast")
                 if step:  # step 0 warms each precision up
                     times[precision].append(elapsed)
         cells = [f"{min(t):.3f} / {statistics.median(t):.3f}" for t in times.values()]

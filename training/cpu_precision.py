@@ -2,7 +2,7 @@
 
 bf16 autocast pays on CPU only where matrix products run on AMX tiles. On a 2-core Xeon with AVX-512 and AMX a
 quickstart step took 0.37 s in bf16 against 0.47-0.50 s in float32; on a 2-core Xeon with AVX512-BF16 but no AMX it
-took 0.64 s in bf16 against 0.46 s in float32 (2 threads; 1.19 against 0.81 s with 1 thread):
+took 0.73 s in bf16 against 0.52 s in float32 (2 threads, median; 1.21 against 0.82 s with 1 thread):
 `python -m benchmarks.cpu_precision_cost` prints this table for the machine it runs on. `--cpu_bf16_needs_amx`
 (the quickstart's config sets it) keeps `--bf16` on CPUs with AMX and trains in float32 elsewhere, and says so in
 the log; without it `--bf16` is taken as given.
