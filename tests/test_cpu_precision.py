@@ -52,6 +52,15 @@ def test_a_float32_run_is_left_alone(tmp_path, monkeypatch, caplog):
     assert not [record for record in caplog.records if record.name == "training.cpu_precision"]
 
 
+@pytest.mark.parametrize("amx,expected", [(False, "float32"), (True, "bf16")])
+def test_the_precision_recorded_is_the_one_trained_in(tmp_path, monkeypatch, amx, expected):
+    monkeypatch.setattr(cpu_precision, "cpu_has_amx", lambda: amx)
+    args = cpu_args(tmp_path)
+    cpu_precision.apply_cpu_bf16_policy(args, needs_amx=True)
+    assert cpu_precision.training_precision(args) == expected
+    assert cpu_precision.training_precision(cpu_args(tmp_path, bf16=False)) == "float32"
+
+
 def test_the_quickstart_asks_for_it():
     config = json.loads((ROOT / "training" / "configs" / "synthetic_quickstart.json").read_text())
     assert config["bf16"] is True and config["cpu_bf16_needs_amx"] is True

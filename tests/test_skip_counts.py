@@ -111,6 +111,7 @@ def test_training_with_skip_bad_finishes_and_totals_the_skips(media, tmp_path, c
     # Two epochs over 30 clips, 6 of them broken, decoded in 2 DataLoader worker processes: 12 skips in total.
     metrics = json.loads((tmp_path / "run" / "train_results.json").read_text())
     assert metrics["train_skipped_items"] == 2 * len(BROKEN_KINDS)
+    assert metrics["train_precision"] == "float32"  # what the run trained in (this config asks for no bf16)
     assert trainer.state.global_step == 2 * 6  # ceil(30 / 5) steps per epoch: the run went to the end
     last = [record.getMessage() for record in caplog.records if record.name == "training.finetune"][-1]
     assert f"{2 * len(BROKEN_KINDS)} training clips skipped as undecodable" in last

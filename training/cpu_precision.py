@@ -29,6 +29,14 @@ def cpu_has_native_bf16() -> bool:
         return True
 
 
+def training_precision(training_args) -> str:
+    """The precision a run trains in once the policy has run: `"bf16"` or `"fp16"` autocast, else `"float32"`. Saved
+    as `train_precision` in train_results.json, since training_config.json keeps `--bf16` as given."""
+    if training_args.bf16:
+        return "bf16"
+    return "fp16" if training_args.fp16 else "float32"
+
+
 def apply_cpu_bf16_policy(training_args, needs_amx: bool) -> None:
     """
     For a CPU run (`training_args.use_cpu`, or no GPU): with `needs_amx` and `--bf16`, switch bf16 autocast off

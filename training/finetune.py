@@ -32,7 +32,7 @@ from processing.text_cleaning import clean_caption
 from training.arguments import DataArguments, ModelArguments, parse_arguments
 from training.checkpoints import resolve_resume_checkpoint
 from training.cpu_allocator import log_allocator
-from training.cpu_precision import apply_cpu_bf16_policy
+from training.cpu_precision import apply_cpu_bf16_policy, training_precision
 from training.data_setup import build_training_data, gallery_loaders, train_batch_sampler, training_collator
 from training.data_setup import warn_shared_videos
 from training.model_factory import load_model_and_processor
@@ -162,6 +162,7 @@ def main(argv=None, pretraining: bool = False, description: str = DESCRIPTION, e
                                                 training_args.dataloader_drop_last),
     )
     train_result = trainer.train(resume_from_checkpoint=resume)
+    train_result.metrics["train_precision"] = training_precision(training_args)  # after --cpu_bf16_needs_amx
     trainer.log_metrics("train", train_result.metrics)
     trainer.save_metrics("train", train_result.metrics)  # train_results.json: runtime, steps, loss
 
