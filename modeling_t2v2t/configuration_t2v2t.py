@@ -106,6 +106,13 @@ class T2V2TVisionConfig(PreTrainedConfig):
             patch projection, so it cannot start a conv-stem tower.
         conv_stem_channels (`list[int]`): output channels of the stem's 3x3 stride-2 convolutions (`"conv_stem"`
             only); `patch_size` must be divisible by 2 to the power of their number.
+        frame_difference_channels (`bool`): if `True`, the patch embedding sees each frame's difference from the
+            frame before it (zero for the first frame) as `num_channels` more input channels: TSN's RGB difference
+            (Wang et al. 2016), a cheap stand-in for optical flow. A moving object leaves a signed pair of blobs
+            whose orientation is its direction of motion, a local pattern that survives mean pooling over
+            patches, whereas a frame alone says where the object is but not which way it goes, and mean-pooled
+            patch tokens with relative position bias barely say where. For towers trained from scratch (a
+            pretrained image checkpoint's patch projection takes colour channels only); default `False` (VindLU).
     """
 
     model_type = "t2v2t_vision_model"
@@ -137,6 +144,7 @@ class T2V2TVisionConfig(PreTrainedConfig):
     temporal_position_init_std: float = 0.0
     patch_embedding: str = "linear"
     conv_stem_channels: list[int] | tuple[int, ...] = (24, 48, 96)
+    frame_difference_channels: bool = False
 
     def __post_init__(self, **kwargs):
         super().__post_init__(**kwargs)
@@ -157,7 +165,8 @@ class T2V2TVisionConfig(PreTrainedConfig):
                           f"must be divisible by 2**len(conv_stem_channels) = {stride} (each stem convolution "
                           "halves the frame)")
         check.boolean("qkv_bias", "key_bias", "use_absolute_position_embeddings", "use_relative_position_bias",
-                      "use_shared_relative_position_bias", "use_mean_pooling", "use_temporal_attention")
+                      "use_shared_relative_position_bias", "use_mean_pooling", "use_temporal_attention",
+                      "frame_difference_channels")
         check.number("initializer_range", 0, low_open=True)
         check.number("layer_norm_eps", 0, low_open=True)
 

@@ -37,6 +37,13 @@ def pool_frame_embeds(frame_embeds: torch.Tensor, pooling: str) -> torch.Tensor:
     raise ValueError(f"video pooling {pooling!r} is invalid: must be 'mean' or 'normalized_mean'.")
 
 
+def with_frame_differences(pixel_values: torch.Tensor) -> torch.Tensor:
+    """(B, T, C, H, W) -> (B, T, 2C, H, W): each frame followed by its difference from the frame before it (zero for
+    the first), TSN's RGB difference (Wang et al. 2016)."""
+    differences = torch.diff(pixel_values, dim=1, prepend=pixel_values[:, :1])
+    return torch.cat([pixel_values, differences], dim=2)
+
+
 @dataclass
 class T2V2TVisionOutput(ModelOutput):
     """
@@ -65,7 +72,7 @@ class PatchEmbeddings(nn.Module):
 
     def __init__(self, config: T2V2TVisionConfig):
         super().__init__()
-        channels, stride = config.num_channels, config.patch_size
+        channels, stride = config.num_channels * (2 if config.frame_difference_channels else 1), config.patch_size
         self.stem = None
         if config.patch_embedding == "conv_stem":
             layers = []
@@ -116,6 +123,8 @@ class T2V2TVisionEmbeddings(nn.Module):
 
     def forward(self, pixel_values: torch.Tensor) -> torch.Tensor:
         batch, frames = pixel_values.shape[:2]
+        if self.config.frame_difference_channels:
+            pixel_values = with_frame_differences(pixel_values)
         patches = self.patch_embeddings(pixel_values.flatten(0, 1))
         cls = self.cls_token.expand(patches.shape[0], -1, -1)
         embeddings = torch.cat([cls, patches], dim=1)  # (B*T, L, D)

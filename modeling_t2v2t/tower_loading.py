@@ -60,6 +60,12 @@ def vision_config_from_image_config(image_config, overrides: dict) -> dict:
             f"{model_type} checkpoint has a linear patch projection: a convolutional stem is for video towers "
             "trained from scratch (vision_model_name_or_path=None)."
         )
+    if fields.get("frame_difference_channels", False):
+        raise ValueError(
+            f"vision_config_overrides sets frame_difference_channels=True, but a pretrained {model_type} checkpoint's "
+            "patch projection takes the 3 colour channels only: frame differences are for video towers trained "
+            "from scratch (vision_model_name_or_path=None)."
+        )
     return fields
 
 

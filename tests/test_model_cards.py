@@ -243,6 +243,10 @@ def test_card_names_a_convolutional_stem():
     stem = {**vision, "patch_embedding": "conv_stem", "conv_stem_channels": [24, 48, 96]}
     assert architecture({**config, "vision_config": stem}, None)["patch_stem"] == (
         " through a convolutional stem (3×3 stride-2 convolutions of 24, 48, 96 channels, Xiao et al. 2021)")
+    differences = {**stem, "frame_difference_channels": True}
+    assert architecture({**config, "vision_config": differences}, None)["patch_stem"] == (
+        " (each frame with its difference from the frame before it: TSN's RGB difference, Wang et al. 2016)"
+        " through a convolutional stem (3×3 stride-2 convolutions of 24, 48, 96 channels, Xiao et al. 2021)")
 
 
 def test_rendered_card_of_a_conv_stem_model(tmp_path):

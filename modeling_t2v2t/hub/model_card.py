@@ -177,11 +177,15 @@ def _format_count(count: int) -> str:
 
 
 def _patch_stem(vision: dict) -> str:
-    """What turns a frame into patches, when it is not BEiT/ViT's linear projection (the card's default wording)."""
+    """What turns a frame into patches, when it is not BEiT/ViT's linear projection of the frame alone (the card's
+    default wording)."""
+    stem = ""
+    if vision.get("frame_difference_channels", False):
+        stem = " (each frame with its difference from the frame before it: TSN's RGB difference, Wang et al. 2016)"
     if vision.get("patch_embedding", "linear") != "conv_stem":
-        return ""
+        return stem
     channels = ", ".join(str(width) for width in vision.get("conv_stem_channels") or ())
-    return f" through a convolutional stem (3×3 stride-2 convolutions of {channels} channels, Xiao et al. 2021)"
+    return stem + f" through a convolutional stem (3×3 stride-2 convolutions of {channels} channels, Xiao et al. 2021)"
 
 
 def _towers(vision: dict, text: dict) -> dict:
