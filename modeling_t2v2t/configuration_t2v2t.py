@@ -94,7 +94,8 @@ class T2V2TVisionConfig(PreTrainedConfig):
         temporal_position_init_std (`float`): standard deviation of the temporal position embedding's truncated
             normal initialisation; 0 (the default) starts it at zero, as VindLU does when it inflates an image model
             (the video model then starts as the image model). It is the only part of the encoder that tells the
-            frames' order: everything else is the same for a clip and its time-reversed twin. A tower trained from
+            frames' order (unless `frame_difference_channels` is on): everything else is the same for a clip and
+            its time-reversed twin. A tower trained from
             scratch has no image function to preserve, and from zero it learns too slowly to matter within a short
             budget (see `results/quickstart_recipe.md`).
         patch_embedding (`str`): how a frame becomes patch tokens. `"linear"` (the default; BEiT, ViT and VindLU):

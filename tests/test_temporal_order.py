@@ -1,9 +1,10 @@
-"""The video encoder's only source of frame order is its temporal position embedding.
+"""Without frame differences, the video encoder's only source of frame order is its temporal position embedding.
 
 Spatial blocks see one frame at a time, temporal attention is permutation-equivariant over frames, the video
 embedding is a mean over frames and cross-attention reads the frames' tokens as a set: with the embedding at zero
 (VindLU's initialisation) a clip and its time-reversed twin get the same embedding and the same match score.
-`temporal_position_init_std` starts it away from zero, for towers trained from scratch."""
+`temporal_position_init_std` starts it away from zero, for towers trained from scratch. (`frame_difference_channels`
+is a second source: `tests/test_frame_differences.py`.)"""
 
 import json
 from pathlib import Path
