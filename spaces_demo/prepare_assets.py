@@ -61,6 +61,7 @@ DEFAULT_NAME = "t2v2t-synthetic-quickstart"
 DEFAULT_MODEL_CARD = REPO / "model_card.md"
 WEIGHTS = "model.safetensors"
 RESULTS = "test_results.json"
+TRAIN_RESULTS = "train_results.json"
 GALLERY_MANIFEST = "gallery.json"
 
 
@@ -145,8 +146,10 @@ def build_checkpoint(model_dir: Path, out_dir: Path, name: str, config_path: Pat
             float32 = Path(scratch) / "float32.safetensors"
             (saved / WEIGHTS).rename(float32)
             sizes = convert_weights(float32, saved / WEIGHTS)
-            if (model_dir / RESULTS).is_file():
-                _write_json(saved / RESULTS, json.loads((model_dir / RESULTS).read_text()))  # sorted: stable bytes
+            # Test metrics for the card, and train_results.json for the precision the run actually trained in.
+            for results in (RESULTS, TRAIN_RESULTS):
+                if (model_dir / results).is_file():
+                    _write_json(saved / results, json.loads((model_dir / results).read_text()))  # sorted: stable bytes
             training_config = config_path
             if training_config is None and (model_dir / "training_config.json").is_file():
                 training_config = model_dir / "training_config.json"

@@ -256,3 +256,25 @@ def test_rendered_card_of_a_conv_stem_model(tmp_path):
     (folder / "config.json").write_text(json.dumps(config))
     card = (build_hub_folder(folder, tmp_path / "hub", repo_id="me/t2v2t-tiny") / "README.md").read_text()
     assert "patches through a convolutional stem (3×3 stride-2 convolutions of 8, 16 channels" in card
+
+
+def test_card_states_the_precision_the_run_trained_in(tmp_path):
+    # training_config.json keeps `bf16: true` as given; on a CPU without AMX (cpu_bf16_needs_amx) the run trained in
+    # float32 and recorded it in train_results.json: the card must not leave `bf16: true` unexplained.
+    folder = saved_model(tmp_path / "model", "t2v2t")
+    (folder / "training_config.json").write_text(json.dumps({**TRAINING_CONFIG, "bf16": True,
+                                                             "cpu_bf16_needs_amx": True}))
+    (folder / "train_results.json").write_text(json.dumps({"train_precision": "float32", "train_runtime": 1.0}))
+    card = (build_hub_folder(folder, tmp_path / "hub", repo_id="me/t2v2t-tiny") / "README.md").read_text()
+    assert ("Trained in float32 (`train_precision` in `train_results.json`), not the bf16 the configuration asks "
+            "for: with `cpu_bf16_needs_amx` a CPU run keeps bf16 autocast only on CPUs with AMX tiles, and the "
+            "training CPU had none.") in card
+    # The precision asked for and used: one plain sentence.
+    (folder / "train_results.json").write_text(json.dumps({"train_precision": "bf16"}))
+    card = (build_hub_folder(folder, tmp_path / "hub2", repo_id="me/t2v2t-tiny") / "README.md").read_text()
+    assert "Trained in bf16 (`train_precision` in `train_results.json`).\n" in card
+    assert "not the bf16" not in card
+    # A run that did not record it (older runs, other trainers): no sentence, nothing guessed.
+    (folder / "train_results.json").write_text(json.dumps({"train_runtime": 1.0}))
+    card = (build_hub_folder(folder, tmp_path / "hub3", repo_id="me/t2v2t-tiny") / "README.md").read_text()
+    assert "Trained in " not in card

@@ -272,9 +272,12 @@ _CARD_HYPERPARAMETERS = (
 )
 
 
-def training_section(training_config: dict | None, trainer_state: dict | None, config_file: str | None) -> dict:
-    """Training data, initialisation, hyperparameters and the selected step, from what the run left behind."""
-    section = {"data": [], "start": None, "hyperparameters": [], "state": None, "config_file": config_file}
+def training_section(training_config: dict | None, trainer_state: dict | None, config_file: str | None,
+                     train_results: dict | None = None) -> dict:
+    """Training data, initialisation, hyperparameters, the precision trained in and the selected step, from what the
+    run left behind (`train_results`: the Trainer's train_results.json, whose `train_precision` finetune.py writes)."""
+    section = {"data": [], "start": None, "hyperparameters": [], "state": None, "config_file": config_file,
+               "precision": precision_note(training_config, train_results)}
     if training_config:
         for label, key in (("training", "train_data"), ("validation (checkpoint selection)", "validation_data"),
                            ("test (reported once, after selection)", "test_data")):
@@ -313,6 +316,26 @@ def training_section(training_config: dict | None, trainer_state: dict | None, c
                          f"({best:.2f}).")
         section["state"] = " ".join(parts) or None
     return section
+
+
+def precision_note(training_config: dict | None, train_results: dict | None) -> str | None:
+    """
+    One sentence on the precision the run trained in, from `train_precision` in train_results.json; None when the run
+    did not record it. The hyperparameter table shows `bf16`/`fp16` as configured, and on a CPU without AMX
+    (`cpu_bf16_needs_amx`) a `bf16: true` run trains in float32, so the card says which one happened.
+    """
+    precision = (train_results or {}).get("train_precision")
+    if not precision:
+        return None
+    config = training_config or {}
+    requested = "bf16" if config.get("bf16") else "fp16" if config.get("fp16") else "float32"
+    note = f"Trained in {precision} (`train_precision` in `train_results.json`)"
+    if precision != requested:
+        note += f", not the {requested} the configuration asks for"
+        if requested == "bf16" and precision == "float32" and config.get("cpu_bf16_needs_amx"):
+            note += (": with `cpu_bf16_needs_amx` a CPU run keeps bf16 autocast only on CPUs with AMX tiles, and "
+                     "the training CPU had none")
+    return note + "."
 
 
 # ----- results ----------------------------------------------------------------------------------------------------
@@ -375,11 +398,13 @@ def render_model_card(
     trainer_state: dict | None = None,
     datasets: list[str] | None = None,
     template: str | Path | None = None,
+    train_results: dict | None = None,
 ) -> ModelCard:
     """
     The model card (YAML metadata + Markdown) of a model folder. `results` is a `RetrievalResults` (or `None`:
     "not evaluated"); with results and a dataset (`datasets[0]` or the results' own), the metadata gets a
     `model-index`. Without `repo_id` the card says so and its examples load the local folder `model_name`.
+    `train_results` (the Trainer's train_results.json) adds the precision the run actually trained in.
     """
     model_type = config.get("model_type")
     template = Path(template) if template is not None else template_for(model_type)
@@ -420,7 +445,7 @@ def render_model_card(
                  "num_parameters": _format_count(weights.num_parameters)},
         arch=architecture(config, num_frames),
         code_files=code_files,
-        training=training_section(training_config, trainer_state, training_config_file),
+        training=training_section(training_config, trainer_state, training_config_file, train_results),
         results=None if results is None else {"rows": table_rows(results.metrics), "source": results.source,
                                               "description": results.description()},
         citation_bibtex="\n\n".join(paper.bibtex() for paper in papers),
@@ -430,4 +455,4 @@ def render_model_card(
 
 
 __all__ = ["PAPERS", "Paper", "WeightInfo", "architecture", "citation_cff", "eval_results", "papers_for",
-           "read_weight_info", "render_model_card", "table_rows", "template_for", "training_section"]
+           "precision_note", "read_weight_info", "render_model_card", "table_rows", "template_for", "training_section"]

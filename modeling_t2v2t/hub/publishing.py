@@ -300,6 +300,9 @@ def build_hub_folder(
     training = _read_json_object(config_path, "training config") if config_path.is_file() else None
     state_path = model_dir / "trainer_state.json"
     trainer_state = _read_json_object(state_path, "trainer state") if state_path.is_file() else None
+    train_results_path = model_dir / "train_results.json"
+    train_results = (_read_json_object(train_results_path, "train results") if train_results_path.is_file()
+                     else None)
     processor = _read_json_object(model_dir / "processor_config.json", "processor config")
     video_processor = processor.get("video_processor") if isinstance(processor.get("video_processor"), dict) else {}
 
@@ -326,7 +329,7 @@ def build_hub_folder(
         config, model_name, repo_id, read_weight_info(weight_files), code_files,
         num_frames=video_processor.get("num_frames"), results=results, training_config=training,
         training_config_file=TRAINING_CONFIG_NAME if training is not None else None, trainer_state=trainer_state,
-        datasets=datasets, template=template)
+        datasets=datasets, template=template, train_results=train_results)
     if (model_dir / "README.md").is_file():
         logger.info("%s is not copied: the built folder gets the card rendered from the weights, config and results.",
                     model_dir / "README.md")
