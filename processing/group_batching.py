@@ -33,14 +33,19 @@ class GroupBatchSampler(EpochBatchSampler):
         super().__init__(batch_size, seed, drop_last)
         self.pairs_of_video = {}
         for pair, video in enumerate(video_index):
-            if not 0 <= video < len(group_of_video):
-                raise ValueError(f"GroupBatchSampler: pair {pair} has video_index={video}, outside the "
-                                 f"{len(group_of_video)} videos that have a group.")
             self.pairs_of_video.setdefault(video, []).append(pair)
+        self.num_pairs = len(video_index)
+        self.set_groups(group_of_video)
+
+    def set_groups(self, group_of_video: list) -> None:
+        """Replace the groups (e.g. nearest neighbours recomputed by the current model); the next epoch uses them."""
+        for video in self.pairs_of_video:
+            if not 0 <= video < len(group_of_video):
+                raise ValueError(f"GroupBatchSampler: a pair has video_index={video}, outside the "
+                                 f"{len(group_of_video)} videos that have a group.")
         self.videos_of_group = {}
         for video in sorted(self.pairs_of_video):
             self.videos_of_group.setdefault(group_of_video[video], []).append(video)
-        self.num_pairs = len(video_index)
 
     def _order(self) -> list[int]:
         generator = self._generator()

@@ -198,7 +198,14 @@ class DataArguments:
     k_test: int = field(default=128, metadata={"help": "Candidates reranked per query at evaluation; 0 = none."})
     batch_groups: str | None = field(default=None, metadata={
         "help": "\"family\": training batches hold whole families of hard negatives (the synthetic benchmark's "
-                "one-factor variants), one caption per video; none = plain shuffle."})
+                "one-factor variants), one caption per video; \"neighbours\": groups of neighbour_group_size "
+                "videos whose captions the current model embeds alike (any data; regrouped every "
+                "neighbour_refresh_epochs epochs); none = plain shuffle."})
+    neighbour_group_size: int = field(default=4, metadata={
+        "help": "batch_groups \"neighbours\": videos per group of nearest neighbours (2 to the batch size)."})
+    neighbour_refresh_epochs: int = field(default=1, metadata={
+        "help": "batch_groups \"neighbours\": recompute the groups with the current model every this many "
+                "epochs; 0 = once, before training."})
     labelled_negative_factors: list[str] | None = field(default=None, metadata={
         "help": "Synthetic benchmark only: a variant differing from its family's base in one of these factors (e.g. "
                 "[\"motion\", \"order\"]) and that base are each other's labelled VTM negatives, drawn with "
@@ -219,8 +226,15 @@ class DataArguments:
         for name in ("validation_data", "test_data"):
             if getattr(self, name) is not None:
                 _check_spec(getattr(self, name), name)
-        if self.batch_groups not in (None, "family"):
-            raise ValueError(f"DataArguments.batch_groups={self.batch_groups!r} is unknown: use \"family\" or none.")
+        if self.batch_groups not in (None, "family", "neighbours"):
+            raise ValueError(f"DataArguments.batch_groups={self.batch_groups!r} is unknown: use \"family\", "
+                             "\"neighbours\" or none.")
+        if self.neighbour_group_size < 2:
+            raise ValueError(f"--neighbour_group_size must be >= 2 (a group of one holds no neighbour), got "
+                             f"{self.neighbour_group_size}.")
+        if self.neighbour_refresh_epochs < 0:
+            raise ValueError(f"--neighbour_refresh_epochs must be >= 0 (0 = once, before training), got "
+                             f"{self.neighbour_refresh_epochs}.")
         factors = self.labelled_negative_factors
         if isinstance(factors, list) and len(factors) == 1 and str(factors[0]).lstrip().startswith("["):
             factors = factors[0]  # one JSON list on the command line (`nargs="+"` wrapped it)

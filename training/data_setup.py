@@ -17,6 +17,7 @@ from processing.builders.synthetic import synthetic_families, synthetic_twins
 from processing.group_batching import GroupBatchSampler
 
 from .arguments import DataArguments
+from .neighbour_regrouping import NeighbourRegroupCallback
 
 logger = logging.getLogger(__name__)
 
@@ -134,7 +135,8 @@ def video_groups(args: DataArguments, videos: datasets.Dataset) -> list[str]:
 
 def train_batch_sampler(args: DataArguments, videos: datasets.Dataset, pairs: datasets.Dataset, batch_size: int,
                         seed: int, drop_last: bool):
-    """Family-grouped batches (`batch_groups="family"`), else batches grouped by media type when the training data
+    """Family-grouped batches (`batch_groups="family"`), nearest-neighbour groups (`"neighbours"`: singleton groups
+    until `neighbour_regroup_callback` deals them), else batches grouped by media type when the training data
     mixes images and videos, else `None` (the Trainer's shuffle)."""
     if args.batch_groups == "family":
         sampler = GroupBatchSampler(list(pairs["video_index"]), video_groups(args, videos), batch_size, seed=seed,
@@ -142,7 +144,32 @@ def train_batch_sampler(args: DataArguments, videos: datasets.Dataset, pairs: da
         logger.info("Training batches hold whole families (%d groups of hard negatives).",
                     len(sampler.videos_of_group))
         return sampler
+    if args.batch_groups == "neighbours":
+        if args.neighbour_group_size > batch_size:
+            raise ValueError(f"--neighbour_group_size {args.neighbour_group_size} is above the training batch size "
+                             f"{batch_size}: a group must fit in one batch.")
+        if len(set(pairs["media_type"])) > 1:
+            raise ValueError("--batch_groups neighbours: the training data mixes images and videos, which cannot "
+                             "share a batch; neighbour groups are for video-only training data.")
+        # One group per video until NeighbourRegroupCallback deals the first neighbour groups (before epoch 0).
+        return GroupBatchSampler(list(pairs["video_index"]), list(range(len(videos))), batch_size, seed=seed,
+                                 drop_last=drop_last)
     return media_batch_sampler(pairs, batch_size, seed, drop_last)
+
+
+def neighbour_regroup_callback(args: DataArguments, sampler: GroupBatchSampler, pairs: datasets.Dataset,
+                               videos: datasets.Dataset, processor, seed: int, progress: bool):
+    """The callback that deals `batch_groups="neighbours"` groups (`None` for other batch groups). On the synthetic
+    benchmark it also logs how often group members are family siblings (the grouping never reads the families)."""
+    if args.batch_groups != "neighbours":
+        return None
+    labels = None
+    if all(spec["builder"] == "synthetic" for spec in args.train_data):
+        labels = video_groups(args, videos)
+    return NeighbourRegroupCallback(
+        sampler, processor, list(pairs["caption"]), list(pairs["video_index"]), args.neighbour_group_size,
+        refresh_epochs=args.neighbour_refresh_epochs, seed=seed, max_words=args.max_words, labels=labels,
+        progress=progress)
 
 
 def media_batch_sampler(pairs: datasets.Dataset, batch_size: int, seed: int, drop_last: bool):
@@ -154,4 +181,4 @@ def media_batch_sampler(pairs: datasets.Dataset, batch_size: int, seed: int, dro
 
 
 __all__ = ["build_training_data", "build_split", "training_collator", "gallery_loaders",
-           "media_batch_sampler", "train_batch_sampler", "labelled_negatives", "video_groups", "shared_videos", "warn_shared_videos"]
+           "media_batch_sampler", "train_batch_sampler", "neighbour_regroup_callback", "labelled_negatives", "video_groups", "shared_videos", "warn_shared_videos"]

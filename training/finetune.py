@@ -33,8 +33,8 @@ from training.arguments import DataArguments, ModelArguments, parse_arguments
 from training.checkpoints import resolve_resume_checkpoint
 from training.cpu_allocator import log_allocator
 from training.cpu_precision import apply_cpu_bf16_policy, training_precision
-from training.data_setup import build_training_data, gallery_loaders, train_batch_sampler, training_collator
-from training.data_setup import warn_shared_videos
+from training.data_setup import (build_training_data, gallery_loaders, neighbour_regroup_callback, train_batch_sampler,
+                                 training_collator, warn_shared_videos)
 from training.model_factory import load_model_and_processor
 from training.retrieval_trainer import RetrievalTrainer
 
@@ -148,6 +148,8 @@ def main(argv=None, pretraining: bool = False, description: str = DESCRIPTION, e
 
     check_labelled_negatives(data_args, model.config)
 
+    batch_sampler = train_batch_sampler(data_args, train_videos, train_pairs, training_args.per_device_train_batch_size,
+                                        training_args.seed, training_args.dataloader_drop_last)
     # 3. The plain Trainer optimises; RetrievalTrainer adds gallery evaluation and media-grouped batches.
     trainer = RetrievalTrainer(
         model=model, args=training_args, train_dataset=train_pairs, eval_dataset=validation,
@@ -157,10 +159,12 @@ def main(argv=None, pretraining: bool = False, description: str = DESCRIPTION, e
                                           training_args.dataloader_num_workers),
         k_test=data_args.k_test, module_learning_rates=model_args.module_learning_rates,
         cpu_training_attention=model_args.cpu_training_attention,
-        train_batch_sampler=train_batch_sampler(data_args, train_videos, train_pairs,
-                                                training_args.per_device_train_batch_size, training_args.seed,
-                                                training_args.dataloader_drop_last),
+        train_batch_sampler=batch_sampler,
     )
+    regroup = neighbour_regroup_callback(data_args, batch_sampler, train_pairs, train_videos, processor,
+                                         training_args.seed, progress=not training_args.disable_tqdm)
+    if regroup is not None:
+        trainer.add_callback(regroup)
     train_result = trainer.train(resume_from_checkpoint=resume)
     train_result.metrics["train_precision"] = training_precision(training_args)  # after --cpu_bf16_needs_amx
     trainer.log_metrics("train", train_result.metrics)
