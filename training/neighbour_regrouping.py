@@ -48,6 +48,8 @@ class NeighbourRegroupCallback(TrainerCallback):
         seed: base seed of the anchors' order; the epoch is added.
         labels: optional per video row (e.g. the synthetic families), only to log how often group members share
             one; the grouping never reads them.
+        max_words: caption cap, as in training (`clean_caption`).
+        progress: show a progress bar while the captions are embedded.
     """
 
     def __init__(self, sampler: GroupBatchSampler, processor, captions: list[str], video_index: list[int],
