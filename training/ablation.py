@@ -30,6 +30,7 @@ import hashlib
 import json
 import logging
 import os
+import platform
 import shutil
 import subprocess
 import sys
@@ -39,6 +40,7 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 from training.ablation_report import bar_chart, build_report, summarise
+from training.cpu_precision import cpu_has_amx
 
 logger = logging.getLogger("ablation")
 ROOT = Path(__file__).resolve().parent.parent
@@ -121,8 +123,9 @@ def collect(run_dir: Path, digest: str) -> dict | None:
     ranks = json.loads((run_dir / "test_ranks.json").read_text())
     ranks.pop("caption_video_ids", None)  # the caption-order hash identifies the queries; ids would triple the size
     wall = json.loads((run_dir / "wall_time.json").read_text())
+    train = json.loads((run_dir / "train_results.json").read_text())
     return {"test": json.loads((run_dir / "test_results.json").read_text()),
-            "train_runtime": json.loads((run_dir / "train_results.json").read_text())["train_runtime"],
+            "train_runtime": train["train_runtime"], "train_precision": train.get("train_precision"),
             "wall_seconds": wall["wall_seconds"], "invocation": wall.get("invocation"), "test_ranks": ranks}
 
 
@@ -233,13 +236,25 @@ def code_version() -> dict:
     return {"commit": git("rev-parse", "HEAD"), "modified": None if status is None else bool(status)}
 
 
+def machine_description() -> dict:
+    """The CPU a run trained on: its numbers (bf16 kernels, with or without AMX) and speed depend on it."""
+    model = None
+    try:
+        with open("/proc/cpuinfo") as cpuinfo:
+            model = next((line.split(":", 1)[1].strip() for line in cpuinfo if line.startswith("model name")), None)
+    except OSError:
+        pass
+    cpus = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
+    return {"cpu": model or platform.processor() or None, "cpus": cpus, "amx": cpu_has_amx()}
+
+
 def record_invocation(results_dir: Path, invocation: str, wall_seconds: float, outcomes: dict[str, str],
-                      jobs: int = 1, code: dict | None = None) -> Path:
+                      jobs: int = 1, code: dict | None = None, machine: dict | None = None) -> Path:
     """Append this invocation's start-to-end wall time, its runs at a time, the code version it ran (`code_version`
-    at its start) and what it did to `ablation_runs/invocations.json`."""
+    at its start), the machine (`machine_description`) and what it did to `ablation_runs/invocations.json`."""
     path = Path(results_dir) / RUNS_FOLDER / INVOCATIONS_FILE
     invocations = load_invocations(results_dir)
-    invocations[invocation] = {"wall_seconds": wall_seconds, "jobs": jobs, "code": code,
+    invocations[invocation] = {"wall_seconds": wall_seconds, "jobs": jobs, "code": code, "machine": machine,
                                "trained": sorted(run for run, outcome in outcomes.items() if outcome == "trained"),
                                "reused_or_collected": sum(outcome != "trained" for outcome in outcomes.values())}
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -326,7 +341,7 @@ def main(argv=None) -> None:
         outcomes = {run: future.result() for run, future in futures.items() if run not in failures}
         if any(outcome == "trained" for outcome in outcomes.values()):
             path = record_invocation(results_dir, invocation, time.perf_counter() - started, outcomes, args.jobs,
-                                     code)
+                                     code, machine_description())
             if args.git_commit:
                 git_commit([path], f"ablation: invocation {invocation}")
         logger.info("Runs: %s", {outcome: list(outcomes.values()).count(outcome) for outcome in set(outcomes.values())})

@@ -262,7 +262,27 @@ def wall_time_lines(runs: dict[str, list[dict]], invocations: dict[str, dict]) -
         lines.append(f"- The runs were trained over {len(trained_by)} invocations, so there is no single "
                      "start-to-end time.")
     lines.append(code_line(trained_by, invocations))
+    lines.append(machine_line(records, trained_by, invocations))
     return lines
+
+
+def machine_line(records: list[dict], trained_by: set, invocations: dict[str, dict]) -> str:
+    """The CPUs and training precisions behind the reported runs (bf16 kernels differ by CPU, and
+    `cpu_bf16_needs_amx` trains in float32 where the CPU has no AMX)."""
+    def counted(values):
+        distinct = sorted(set(values), key=str)
+        return ", ".join(f"{value} ({values.count(value)})" for value in distinct)
+
+    machines = []
+    for invocation in sorted(trained_by, key=str):
+        machine = invocations.get(invocation, {}).get("machine")
+        if not machine:
+            machines.append("not recorded")
+        else:
+            amx = {True: "with AMX", False: "no AMX", None: "AMX unknown"}[machine.get("amx")]
+            machines.append(f"{machine.get('cpu') or 'unknown CPU'}, {machine.get('cpus')} CPUs, {amx}")
+    precisions = [record.get("train_precision") or "not recorded" for record in records]
+    return (f"- Machine: {counted(machines)} invocation(s). Training precision: {counted(precisions)} run(s).")
 
 
 def code_line(trained_by: set, invocations: dict[str, dict]) -> str:
