@@ -63,7 +63,8 @@ class FakeTrainer:
         text_to_video = np.arange(NUM_CAPTIONS) % NUM_VIDEOS
         (run_dir / "test_ranks.json").write_text(json.dumps(ranks_record(ranks, text_to_video, NUM_VIDEOS)))
         (run_dir / "test_results.json").write_text(json.dumps(metrics))
-        (run_dir / "train_results.json").write_text(json.dumps({"train_runtime": 60.0 + run["seed"]}))
+        (run_dir / "train_results.json").write_text(json.dumps({"train_runtime": 60.0 + run["seed"],
+                                                                "train_precision": "float32"}))
         return 0
 
 
@@ -71,6 +72,7 @@ class FakeTrainer:
 def setup(tmp_path, monkeypatch):
     trainer = FakeTrainer()
     monkeypatch.setattr(ablation, "launch", trainer)
+    monkeypatch.setattr(ablation, "machine_description", lambda: {"cpu": "Test CPU", "cpus": 2, "amx": False})
 
     def main(config, *extra):
         (tmp_path / "ablation.json").write_text(json.dumps(config))
@@ -89,6 +91,7 @@ def test_runs_are_written_reused_and_extended_seed_by_seed(setup):
     assert len(trainer.launched) == 5 * 3
     record = json.loads(ablation.result_path(results, "vindlu", 2).read_text())
     assert record["seed"] == 2 and record["label"] == "VindLU-style" and record["train_runtime"] == 62.0
+    assert record["train_precision"] == "float32"
     assert record["config_sha256"] == ablation.config_hash(ablation.run_config(config, "vindlu", 2, "elsewhere"))
     assert record["wall_seconds"] > 0 and record["invocation"]
     assert len(record["test_ranks"]["ranks"]["reranked"]["t2v"]) == NUM_CAPTIONS
@@ -115,6 +118,15 @@ def test_runs_are_written_reused_and_extended_seed_by_seed(setup):
     head = ablation.code_version()["commit"]
     assert head and all(entry["code"]["commit"] == head for entry in invocations.values())
     assert f"- Code: {head[:7]}" in report and "(2 invocation(s))" in report
+    # ... and the machine (bf16 kernels and speed differ by CPU), and each run its training precision.
+    assert all(entry["machine"] == {"cpu": "Test CPU", "cpus": 2, "amx": False} for entry in invocations.values())
+    assert ("- Machine: Test CPU, 2 CPUs, no AMX (2) invocation(s). Training precision: float32 (17) run(s)."
+            in report)
+
+
+def test_machine_description_names_this_cpu():
+    machine = ablation.machine_description()
+    assert set(machine) == {"cpu", "cpus", "amx"} and machine["cpus"] >= 1 and machine["amx"] in (True, False, None)
 
 
 def test_a_changed_config_reruns_and_replaces_the_result(setup, caplog):
