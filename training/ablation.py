@@ -40,7 +40,7 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 from training.ablation_report import bar_chart, build_report, summarise
-from training.cpu_precision import cpu_has_amx
+from training.cpu_precision import cpu_has_amx, usable_cpus
 
 logger = logging.getLogger("ablation")
 ROOT = Path(__file__).resolve().parent.parent
@@ -100,8 +100,7 @@ def threads_per_run(jobs: int) -> int | None:
     for one job or when `$OMP_NUM_THREADS` is set (the user's choice, kept), else usable CPUs // jobs (at least 1)."""
     if jobs == 1 or os.environ.get("OMP_NUM_THREADS"):
         return None
-    cpus = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
-    return max(1, cpus // jobs)
+    return max(1, usable_cpus() // jobs)
 
 
 def launch(run_dir: Path, threads: int | None = None) -> int:
@@ -244,8 +243,7 @@ def machine_description() -> dict:
             model = next((line.split(":", 1)[1].strip() for line in cpuinfo if line.startswith("model name")), None)
     except OSError:
         pass
-    cpus = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
-    return {"cpu": model or platform.processor() or None, "cpus": cpus, "amx": cpu_has_amx()}
+    return {"cpu": model or platform.processor() or None, "cpus": usable_cpus(), "amx": cpu_has_amx()}
 
 
 def record_invocation(results_dir: Path, invocation: str, wall_seconds: float, outcomes: dict[str, str],

@@ -9,10 +9,16 @@ the log; without it `--bf16` is taken as given.
 """
 
 import logging
+import os
 
 import torch
 
 logger = logging.getLogger(__name__)
+
+
+def usable_cpus() -> int:
+    """The CPUs this process may run on (its affinity mask where the OS has one, else every CPU)."""
+    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
 
 
 def cpu_has_amx() -> bool | None:

@@ -32,7 +32,7 @@ from processing.text_cleaning import clean_caption
 from training.arguments import DataArguments, ModelArguments, parse_arguments
 from training.checkpoints import resolve_resume_checkpoint
 from training.cpu_allocator import log_allocator
-from training.cpu_precision import apply_cpu_bf16_policy, training_precision
+from training.cpu_precision import apply_cpu_bf16_policy, training_precision, usable_cpus
 from training.data_setup import (build_training_data, gallery_loaders, neighbour_regroup_callback, train_batch_sampler,
                                  training_collator, warn_shared_videos)
 from training.model_factory import load_model_and_processor
@@ -88,7 +88,7 @@ def set_torch_threads(num_workers: int) -> int:
     if os.environ.get("OMP_NUM_THREADS", "").isdigit() and int(os.environ["OMP_NUM_THREADS"]) > 0:
         threads = int(os.environ["OMP_NUM_THREADS"])
     else:
-        threads = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+        threads = usable_cpus()
     torch.set_num_threads(threads)
     logger.info("torch uses %d compute thread(s) beside %d data-loading worker(s); on a machine busy with other "
                 "work, OMP_NUM_THREADS=1 avoids oversubscribing the cores.", threads, num_workers)
