@@ -18,6 +18,7 @@ BYPASS_MODES = ("self", "null")
 RERANK_SCORES = ("vtm+vtc", "vtm")
 TEXT_POOLINGS = ("cls", "mean")
 VIDEO_POOLINGS = ("mean", "normalized_mean")
+LABELLED_NEGATIVE_MODES = ("replace", "add")
 PATCH_EMBEDDINGS = ("linear", "conv_stem")
 
 
@@ -213,6 +214,9 @@ class T2V2TConfig(PreTrainedConfig):
             with its motion reversed or its events swapped) takes that as its VTM negative instead (in [0, 1]).
             Uniform or similarity-weighted draws from a batch rarely hold a clip's temporal twin, which only frame
             order can reject, so VTM would seldom learn order without them.
+        vtm_labelled_negative_mode (`str`, defaults to `"replace"`): what a drawn labelled negative does.
+            `"replace"`: it takes the place of the pair's batch negative (3B VTM pairs); `"add"`: it is an extra VTM
+            pair next to the batch negative (up to 5B pairs), so VTM keeps its batch negatives as well.
         vtc_loss_weight, vtm_loss_weight, mlm_loss_weight (`float`): weights of the loss terms.
         rerank_score (`str`, defaults to `"vtm+vtc"`): the score a reranked pair gets. `"vtm"`: the VTM match logit
             alone (VindLU); `"vtm+vtc"`: the VTM log-odds (match minus no-match logit) plus the VTC logit
@@ -249,6 +253,7 @@ class T2V2TConfig(PreTrainedConfig):
     mlm_probability: float = 0.5
     vtm_hard_negatives: bool = True
     vtm_labelled_negative_prob: float = 0.0
+    vtm_labelled_negative_mode: str = "replace"
     vtc_loss_weight: float = 1.0
     vtm_loss_weight: float = 1.0
     mlm_loss_weight: float = 1.0
@@ -265,6 +270,7 @@ class T2V2TConfig(PreTrainedConfig):
         check.one_of("rerank_score", RERANK_SCORES)
         check.one_of("text_pooling", TEXT_POOLINGS)
         check.one_of("video_pooling", VIDEO_POOLINGS)
+        check.one_of("vtm_labelled_negative_mode", LABELLED_NEGATIVE_MODES)
         check.integer("num_t2v_layers", 1 if self.has_t2v_fusion else 0, why=f"with fusion_mode={self.fusion_mode!r}")
         num_text_layers = self.text_config.num_hidden_layers
         upper = num_text_layers if self.fusion_mode == "none" else num_text_layers - 1
@@ -298,4 +304,4 @@ class T2V2TConfig(PreTrainedConfig):
 
 
 __all__ = ["T2V2TConfig", "T2V2TTextConfig", "T2V2TVisionConfig", "FUSION_MODES", "BYPASS_MODES", "RERANK_SCORES",
-           "PATCH_EMBEDDINGS", "TEXT_POOLINGS", "VIDEO_POOLINGS"]
+           "PATCH_EMBEDDINGS", "TEXT_POOLINGS", "VIDEO_POOLINGS", "LABELLED_NEGATIVE_MODES"]

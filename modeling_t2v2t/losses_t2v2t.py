@@ -177,13 +177,35 @@ def sample_vtm_negatives(
     negative_videos = torch.multinomial(weights_t2v.masked_fill(positives & ~no_negative, 0), 1).squeeze(1)
     negative_texts = torch.multinomial(weights_v2t.masked_fill(positives & ~no_negative, 0), 1).squeeze(1)
     if labelled_negatives is not None and labelled_probability > 0:
-        labelled = labelled_negatives.bool() & ~positives
-        for negatives, candidates in ((negative_videos, labelled), (negative_texts, labelled.T)):
-            # Rows with a labelled negative take one, uniformly, with the given probability.
-            use = candidates.any(dim=1) & (torch.rand(len(negatives), device=negatives.device) < labelled_probability)
-            if bool(use.any()):
-                negatives[use] = torch.multinomial(candidates[use].float(), 1).squeeze(1)
+        labelled_videos, labelled_texts = draw_labelled_negatives(labelled_negatives, video_ids, labelled_probability)
+        for negatives, (drawn, use) in ((negative_videos, labelled_videos), (negative_texts, labelled_texts)):
+            negatives[use] = drawn[use]
     return negative_videos, negative_texts, has_negative
+
+
+def draw_labelled_negatives(
+    labelled_negatives: torch.Tensor, video_ids: torch.Tensor, probability: float,
+) -> tuple[tuple[torch.Tensor, torch.Tensor], tuple[torch.Tensor, torch.Tensor]]:
+    """
+    One labelled hard negative video per text and one labelled negative text per video, where the batch holds one.
+
+    Args:
+        labelled_negatives: (B, B) bool, as in `sample_vtm_negatives`. video_ids: (B,) ids; a pair sharing the
+            video id is never a negative. probability: each row that has a labelled negative takes one (uniformly
+            among them) with this probability, drawn independently per text and per video.
+    Returns:
+        `((negative video per text, used), (negative text per video, used))`: index tensors (B,) and bool masks
+        (B,); an index is meaningful only where its mask is True.
+    """
+    labelled = labelled_negatives.bool() & ~(video_ids[:, None] == video_ids[None, :])
+    drawn = []
+    for candidates in (labelled, labelled.T):
+        use = candidates.any(dim=1) & (torch.rand(len(candidates), device=candidates.device) < probability)
+        negatives = torch.zeros(len(candidates), dtype=torch.long, device=candidates.device)
+        if bool(use.any()):
+            negatives[use] = torch.multinomial(candidates[use].float(), 1).squeeze(1)
+        drawn.append((negatives, use))
+    return drawn[0], drawn[1]
 
 
 def mask_tokens(
@@ -221,6 +243,7 @@ __all__ = [
     "default_video_ids",
     "gather_batches",
     "is_distributed",
+    "draw_labelled_negatives",
     "sample_vtm_negatives",
     "mask_tokens",
 ]

@@ -23,7 +23,7 @@ from transformers.utils import ModelOutput, logging
 
 from .attention_t2v2t import BypassCrossAttention, DropPath
 from .configuration_t2v2t import T2V2TConfig
-from .losses_t2v2t import mask_tokens, prepare_video_ids, sample_vtm_negatives, vtc_loss
+from .losses_t2v2t import draw_labelled_negatives, mask_tokens, prepare_video_ids, sample_vtm_negatives, vtc_loss
 from .modeling_text_encoder import T2V2TTextTransformer, pool_text_states
 from .modeling_video_encoder import (
     RelativePositionBias,
@@ -596,22 +596,32 @@ class T2V2TModel(T2V2TPreTrainedModel):
     def vtm_loss(self, text: T2V2TTextEncoding, video: T2V2TVideoEncoding, similarity, video_ids,
                  labelled_negatives=None):
         """VTM on every positive pair plus one hard negative video per text and one hard negative text per video
-        (3B pairs when every pair has a negative in the batch); `labelled_negatives` as in `forward`."""
+        (3B pairs when every pair has a negative in the batch); `labelled_negatives` as in `forward`: with
+        `vtm_labelled_negative_mode` "replace" a drawn labelled negative takes the batch negative's place, with
+        "add" it is one more negative pair (up to 5B pairs)."""
         batch = similarity.shape[0]
+        labelled_probability = self.config.vtm_labelled_negative_prob if labelled_negatives is not None else 0.0
+        add_labelled = labelled_probability > 0 and self.config.vtm_labelled_negative_mode == "add"
         negative_videos, negative_texts, has_negative = sample_vtm_negatives(
             similarity, video_ids, self.config.vtm_hard_negatives, labelled_negatives,
-            self.config.vtm_labelled_negative_prob)
+            0.0 if add_labelled else labelled_probability)
         if not bool(has_negative.all()):
             logger.warning_once("A batch holds a single video: its pairs get no VTM negative (use larger batches).")
         arange = torch.arange(batch, device=similarity.device)
         rows = arange[has_negative]
-        text_index = torch.cat([arange, rows, negative_texts[has_negative]])
-        video_index = torch.cat([arange, negative_videos[has_negative], rows])
+        text_index = [arange, rows, negative_texts[has_negative]]
+        video_index = [arange, negative_videos[has_negative], rows]
+        if add_labelled:
+            (labelled_videos, with_video), (labelled_texts, with_text) = draw_labelled_negatives(
+                labelled_negatives, video_ids, labelled_probability)
+            text_index += [arange[with_video], labelled_texts[with_text]]
+            video_index += [labelled_videos[with_video], arange[with_text]]
+        text_index, video_index = torch.cat(text_index), torch.cat(video_index)
         fused, _ = self.fuse(text.text_states, text.attention_mask, video.video_tokens, cls_only=True,
                              text_index=text_index, video_index=video_index)
         logits = self.itm_head(fused[:, 0])
-        labels = torch.cat([torch.ones_like(arange), torch.zeros(2 * len(rows), dtype=torch.long,
-                                                                 device=similarity.device)])
+        labels = torch.zeros(len(text_index), dtype=torch.long, device=similarity.device)
+        labels[:batch] = 1
         return F.cross_entropy(logits.float(), labels), logits[:batch]
 
     def _check_labelled_negatives(self, labelled_negatives, batch: int) -> None:

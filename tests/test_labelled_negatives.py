@@ -141,3 +141,34 @@ def test_the_model_passes_the_labels_to_the_vtm_draw(monkeypatch):
     assert seen[-1][3] is labelled and seen[-1][4] == 0.75
     with pytest.raises(ValueError, match=r"\(4, 4\) bool tensor"):
         model(**inputs, labelled_negatives=labelled[:3], return_loss=True)
+
+
+def test_add_mode_keeps_the_batch_negatives_and_adds_the_labelled_pairs(monkeypatch):
+    # Pairs 0 and 3 are each other's labelled negative; with "add" and probability 1, VTM scores the 4 positives,
+    # one batch negative per text and per video (4 + 4), and then text 0 against video 3 and text 3 against video 0
+    # once for each direction (2 + 2): 16 pairs, the first 4 labelled as matches.
+    seen = {}
+    model = T2V2TModel(tiny_config(vtm_labelled_negative_prob=1.0, vtm_labelled_negative_mode="add",
+                                   vtm_hard_negatives=False)).eval()
+    fuse = model.fuse
+
+    def spy(*arguments, **kwargs):
+        seen.update(text_index=kwargs["text_index"].tolist(), video_index=kwargs["video_index"].tolist())
+        return fuse(*arguments, **kwargs)
+
+    monkeypatch.setattr(model, "fuse", spy)
+    labelled = torch.zeros(4, 4, dtype=torch.bool)
+    labelled[0, 3] = labelled[3, 0] = True
+    out = model(**tiny_inputs(model.config), labelled_negatives=labelled, return_loss=True)
+    text_index, video_index = seen["text_index"], seen["video_index"]
+    assert len(text_index) == len(video_index) == 16
+    assert text_index[:4] == video_index[:4] == [0, 1, 2, 3]
+    assert all(t != v for t, v in zip(text_index[4:12], video_index[4:12]))  # the batch negatives
+    assert list(zip(text_index[12:], video_index[12:])) == [(0, 3), (3, 0), (3, 0), (0, 3)]
+    assert torch.isfinite(out.loss_vtm) and out.vtm_logits.shape == (4, 2)
+
+
+def test_replace_mode_is_the_default_and_the_mode_is_checked():
+    assert T2V2TConfig().vtm_labelled_negative_mode == "replace"
+    with pytest.raises(ValueError, match="vtm_labelled_negative_mode"):
+        T2V2TConfig(vtm_labelled_negative_mode="both")
