@@ -206,6 +206,14 @@ class T2V2TConfig(PreTrainedConfig):
             and the embedding's norm (at most 1) shrinks when the frames disagree; `"normalized_mean"`: their mean
             L2-normalised, as CLIP4Clip's mean pooling (meanP), so a score is a cosine and frames showing different
             events of the clip are not penalised for it.
+        fusion_frame_embedding (`bool`, defaults to `False`): add a learned per-frame embedding to the video tokens
+            the joint encoder reads (not to the VTC video embedding), a time marker on every token of frame t.
+            Not in VindLU or T2V2T, whose only frame-order signal is the video tower's temporal position embedding,
+            added at its input; telling "X, then Y" from its order twin needs the fusion to bind a clause's place in
+            the caption to a frame's place in the clip. Frame counts above the table's size interpolate it, as the
+            temporal position embedding does. Needs a joint encoder.
+        fusion_frame_embedding_init_std (`float`, defaults to 0.02): standard deviation of its truncated-normal
+            initialisation (the tokens it is added to are layer-normalised, about 1 per channel).
         temp (`float`, defaults to 0.07): initial VTC temperature, learnable, clamped to `[temp_min, temp_max]`.
         mlm_probability (`float`, defaults to 0.5): masking ratio of the pretraining MLM loss.
         vtm_hard_negatives (`bool`, defaults to `True`): sample VTM negatives from the VTC similarity (else uniform).
@@ -247,6 +255,8 @@ class T2V2TConfig(PreTrainedConfig):
     embed_dim: int = 256
     text_pooling: str = "cls"
     video_pooling: str = "mean"
+    fusion_frame_embedding: bool = False
+    fusion_frame_embedding_init_std: float = 0.02
     temp: float = 0.07
     temp_min: float = 0.001
     temp_max: float = 0.5
@@ -286,7 +296,10 @@ class T2V2TConfig(PreTrainedConfig):
             check.number(field, 0)
         check.number("initializer_range", 0, low_open=True)
         check.number("vtm_labelled_negative_prob", 0, 1)
-        check.boolean("vtm_hard_negatives", "gather_distributed", "tie_word_embeddings")
+        check.boolean("vtm_hard_negatives", "gather_distributed", "tie_word_embeddings", "fusion_frame_embedding")
+        check.number("fusion_frame_embedding_init_std", 0)
+        check.require(not (self.fusion_frame_embedding and not self.has_joint_encoder), "fusion_frame_embedding",
+                      "needs a joint encoder; fusion_mode='none' (dual encoder) has none")
 
     @property
     def has_t2v_fusion(self) -> bool:

@@ -31,6 +31,7 @@ from .modeling_video_encoder import (
     T2V2TVisionLayer,
     T2V2TVisionTransformer,
     TemporalAttention,
+    frame_table_rows,
     pool_frame_embeds,
 )
 from .tower_loading import load_tower_configs, load_tower_weights
@@ -219,6 +220,10 @@ class T2V2TPreTrainedModel(PreTrainedModel):
             init.zeros_(module.bias)
         elif isinstance(module, T2V2TModel):
             init.constant_(module.temp, self.config.temp)
+            if module.fusion_frame_embeddings is not None and self.config.fusion_frame_embedding_init_std > 0:
+                init.trunc_normal_(module.fusion_frame_embeddings, std=self.config.fusion_frame_embedding_init_std)
+            elif module.fusion_frame_embeddings is not None:
+                init.zeros_(module.fusion_frame_embeddings)
 
     @classmethod
     def from_vision_text_pretrained(
@@ -300,6 +305,11 @@ class T2V2TModel(T2V2TPreTrainedModel):
                 if config.has_t2v_fusion else None
             )
             self.itm_head = nn.Linear(text.hidden_size, 2)
+        # A time marker on the joint encoder's video tokens (config.fusion_frame_embedding; None by default).
+        self.fusion_frame_embeddings = (
+            nn.Parameter(torch.zeros(1, vision.num_frames, 1, vision.hidden_size))
+            if config.fusion_frame_embedding else None
+        )
         self.post_init()
 
     def get_input_embeddings(self) -> nn.Embedding:
@@ -347,6 +357,8 @@ class T2V2TModel(T2V2TPreTrainedModel):
             last = vision.last_hidden_state
             if self.vision_layernorm is not None:
                 last = self.vision_layernorm(last)
+            if self.fusion_frame_embeddings is not None:
+                last = last + frame_table_rows(self.fusion_frame_embeddings, last.shape[1]).to(last.dtype)
             tokens = last.flatten(1, 2)  # (B, T*L, D): every frame's tokens
         encoding = T2V2TVideoEncoding(
             video_embeds=pool_frame_embeds(frame_embeds, self.config.video_pooling), frame_embeds=frame_embeds,

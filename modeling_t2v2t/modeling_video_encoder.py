@@ -44,6 +44,18 @@ def with_frame_differences(pixel_values: torch.Tensor) -> torch.Tensor:
     return torch.cat([pixel_values, differences], dim=2)
 
 
+def frame_table_rows(table: torch.Tensor, num_frames: int) -> torch.Tensor:
+    """
+    (1, T, 1, D) rows of a per-frame table (1, T_table, 1, D) for a T-frame clip, by VindLU's rule for its temporal
+    embedding: the first T rows when T is at most the table's size (e.g. a 12-frame model on 4-frame clips), linear
+    interpolation of the whole table only when T exceeds it.
+    """
+    if num_frames <= table.shape[1]:
+        return table[:, :num_frames]
+    resized = F.interpolate(table[0, :, 0].T[None], size=num_frames, mode="linear", align_corners=False)
+    return resized[0].T[None, :, None, :]
+
+
 @dataclass
 class T2V2TVisionOutput(ModelOutput):
     """
@@ -110,16 +122,8 @@ class T2V2TVisionEmbeddings(nn.Module):
         self.dropout = nn.Dropout(config.hidden_dropout_prob)
 
     def temporal_embedding(self, num_frames: int) -> torch.Tensor:
-        """
-        (1, T, 1, D) temporal embedding for a T-frame clip, by VindLU's rule: the first T rows when T is at most the
-        table's size (e.g. a 12-frame model on 4-frame clips), linear interpolation of the whole table only when T
-        exceeds it.
-        """
-        embedding = self.temporal_position_embeddings
-        if num_frames <= embedding.shape[1]:
-            return embedding[:, :num_frames]
-        resized = F.interpolate(embedding[0, :, 0].T[None], size=num_frames, mode="linear", align_corners=False)
-        return resized[0].T[None, :, None, :]
+        """(1, T, 1, D) temporal embedding for a T-frame clip (`frame_table_rows`)."""
+        return frame_table_rows(self.temporal_position_embeddings, num_frames)
 
     def forward(self, pixel_values: torch.Tensor) -> torch.Tensor:
         batch, frames = pixel_values.shape[:2]
@@ -322,4 +326,4 @@ class T2V2TVisionTransformer(nn.Module):
         return T2V2TVisionOutput(last_hidden_state=last, pooler_output=pooled, hidden_states=all_hidden)
 
 
-__all__ = ["T2V2TVisionTransformer", "T2V2TVisionOutput", "pool_frame_embeds"]
+__all__ = ["T2V2TVisionTransformer", "T2V2TVisionOutput", "pool_frame_embeds", "frame_table_rows"]
