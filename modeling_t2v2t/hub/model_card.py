@@ -227,6 +227,9 @@ def architecture(config: dict, num_frames: int | None) -> dict:
             text_layout = f"layers 0–{fusion_layer - 1} text only, {fused} to video"
         description = _FUSION_DESCRIPTIONS.get(fusion_mode, fusion_mode).format(
             bypass=config.get("bypass_mode"), t2v=config.get("num_t2v_layers"))
+        if config.get("fusion_frame_embedding"):
+            description += ("; the joint encoder's video tokens carry a learned per-frame time marker "
+                            "(`fusion_frame_embedding`, not in VindLU or T2V2T)")
         text_feature = "mean over the caption's tokens" if config.get("text_pooling") == "mean" else "[CLS]"
         return {**arch, **_towers(vision, text), "text_layout": text_layout, "fusion_mode": fusion_mode,
                 "fusion_description": description, "has_joint_encoder": fusion_mode != "none",
