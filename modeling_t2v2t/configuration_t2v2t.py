@@ -213,7 +213,9 @@ class T2V2TConfig(PreTrainedConfig):
             the caption to a frame's place in the clip. Frame counts above the table's size interpolate it, as the
             temporal position embedding does. Needs a joint encoder.
         fusion_frame_embedding_init_std (`float`, defaults to 0.02): standard deviation of its truncated-normal
-            initialisation (the tokens it is added to are layer-normalised, about 1 per channel).
+            initialisation (the tokens it is added to are layer-normalised, about 1 per channel). A model trained
+            from scratch on a short budget may need it larger: the synthetic quickstart uses 0.5
+            (`results/quickstart_recipe.md`).
         temp (`float`, defaults to 0.07): initial VTC temperature, learnable, clamped to `[temp_min, temp_max]`.
         mlm_probability (`float`, defaults to 0.5): masking ratio of the pretraining MLM loss.
         vtm_hard_negatives (`bool`, defaults to `True`): sample VTM negatives from the VTC similarity (else uniform).
