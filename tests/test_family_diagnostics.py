@@ -14,12 +14,14 @@ from modeling_t2v2t.retrieval.evaluation import evaluate_two_stage
 from modeling_t2v2t.retrieval.families import (
     FamilyLabels,
     caption_text_scores,
+    family_gain_intervals,
     family_win_rates,
     flatten_family_metrics,
     flatten_top1_metrics,
     format_family_table,
     format_top1_table,
     top1_breakdown,
+    unflatten_family_gains,
     unflatten_family_metrics,
     unflatten_top1_metrics,
 )
@@ -29,7 +31,7 @@ from processing.schema import FAMILY_COLUMNS, build_dataset, make_record
 
 def loop_win_rates(scores, text_to_video, labels):
     """The definition, one (caption, video) pair at a time."""
-    won, texts = defaultdict(float), defaultdict(set)
+    won, texts, video_pairs = defaultdict(float), defaultdict(set), defaultdict(set)
     count = defaultdict(int)
     for t, own in enumerate(text_to_video):
         for v in range(scores.shape[1]):
@@ -47,7 +49,9 @@ def loop_win_rates(scores, text_to_video, labels):
             won[family] += 1.0 if own_score > other else 0.5 if own_score == other else 0.0
             count[family] += 1
             texts[family].add(t)
-    return {family: (100 * won[family] / count[family], count[family], len(texts[family])) for family in count}
+            video_pairs[family].add(frozenset((own, v)))
+    return {family: (100 * won[family] / count[family], count[family], len(texts[family]), len(video_pairs[family]))
+            for family in count}
 
 
 def test_hand_checked_example():
@@ -63,10 +67,11 @@ def test_hand_checked_example():
     ])
     rates = family_win_rates(scores, text_to_video, labels)
     assert list(rates) == ["colour", "motion", "partial", "all"]
-    assert rates["colour"] == {"win_rate": 75.0, "pairs": 2, "captions": 2}  # (1 + 0.5) / 2
-    assert rates["motion"] == {"win_rate": 50.0, "pairs": 2, "captions": 2}  # (0 + 1) / 2
-    assert rates["partial"] == {"win_rate": 50.0, "pairs": 2, "captions": 1}
-    assert rates["all"] == {"win_rate": pytest.approx(100 * 3.5 / 6), "pairs": 6, "captions": 4}
+    # Video pairs: {0, 1} (colour), {0, 2} (motion), and both again for the partial caption.
+    assert rates["colour"] == {"win_rate": 75.0, "pairs": 2, "captions": 2, "video_pairs": 1}  # (1 + 0.5) / 2
+    assert rates["motion"] == {"win_rate": 50.0, "pairs": 2, "captions": 2, "video_pairs": 1}  # (0 + 1) / 2
+    assert rates["partial"] == {"win_rate": 50.0, "pairs": 2, "captions": 1, "video_pairs": 2}
+    assert rates["all"] == {"win_rate": pytest.approx(100 * 3.5 / 6), "pairs": 6, "captions": 4, "video_pairs": 2}
 
 
 def test_matches_a_plain_loop_on_random_scores():
@@ -86,10 +91,11 @@ def test_matches_a_plain_loop_on_random_scores():
     rates = family_win_rates(scores, text_to_video, labels)
     expected = loop_win_rates(scores, text_to_video.tolist(), labels)
     assert set(rates) == set(expected) | {"all"} and len(expected) == 6
-    for family, (rate, pairs, captions) in expected.items():
+    for family, (rate, pairs, captions, video_pairs) in expected.items():
         assert rates[family]["win_rate"] == pytest.approx(rate)
-        assert (rates[family]["pairs"], rates[family]["captions"]) == (pairs, captions)
-    assert rates["all"]["pairs"] == sum(pairs for _, pairs, _ in expected.values())
+        assert (rates[family]["pairs"], rates[family]["captions"], rates[family]["video_pairs"]) == (
+            pairs, captions, video_pairs)
+    assert rates["all"]["pairs"] == sum(pairs for _, pairs, _, _ in expected.values())
 
 
 def test_labels_from_a_dataset_and_errors(tmp_path):
@@ -106,16 +112,76 @@ def test_labels_from_a_dataset_and_errors(tmp_path):
 
 
 def test_flat_metrics_round_trip_and_table():
-    results = {"embedding": {"order": {"win_rate": 40.0, "pairs": 10, "captions": 5},
-                             "all": {"win_rate": 45.0, "pairs": 12, "captions": 6}},
-               "reranked": {"order": {"win_rate": 70.0, "pairs": 10, "captions": 5},
-                            "all": {"win_rate": 60.0, "pairs": 12, "captions": 6}}}
-    flat = flatten_family_metrics(results, "test")
+    results = {"embedding": {"order": {"win_rate": 40.0, "pairs": 10, "captions": 5, "video_pairs": 2},
+                             "all": {"win_rate": 45.0, "pairs": 12, "captions": 6, "video_pairs": 3}},
+               "reranked": {"order": {"win_rate": 70.0, "pairs": 10, "captions": 5, "video_pairs": 2},
+                            "all": {"win_rate": 60.0, "pairs": 12, "captions": 6, "video_pairs": 3}}}
+    gains = {"order": {"gain": 30.0, "low": -5.0, "high": 60.0, "decided": False},
+             "all": {"gain": 15.0, "low": 2.5, "high": 30.0, "decided": True}}
+    flat = flatten_family_metrics(results, "test", gains)
     assert flat["test_family_reranked_order"] == 70.0 and flat["test_family_pairs_all"] == 12
+    assert flat["test_family_video_pairs_order"] == 2 and flat["test_family_gain_low_all"] == 2.5
     assert unflatten_family_metrics({**flat, "test_embedding_t2v_R1": 3.0}, "test") == results
+    assert unflatten_family_gains({**flat, "test_embedding_t2v_R1": 3.0}, "test") == gains
+    assert unflatten_family_gains(flatten_family_metrics(results, "test"), "test") == {}
     table = format_family_table(results).splitlines()
-    assert table[0] == "| family | embedding win % | reranked win % | pairs | captions |"
-    assert table[2] == "| order | 40.0 | 70.0 | 10 | 5 |"
+    assert table[0] == "| family | embedding win % | reranked win % | pairs | captions | video pairs |"
+    assert table[2] == "| order | 40.0 | 70.0 | 10 | 5 | 2 |"
+    table = format_family_table(results, gains=gains).splitlines()
+    assert table[0] == ("| family | embedding win % | reranked win % | reranked - embedding [95% CI] | pairs | captions "
+                        "| video pairs |")
+    assert table[3] == "| all | 45.0 | 60.0 | +15.0 [+2.5, +30.0] | 12 | 6 | 3 |"
+
+
+def test_gain_intervals_by_hand():
+    # One family, two video pairs: {0, 1} (size) with three captions of video 0, {2, 3} (size) with one of video 2.
+    labels = FamilyLabels(["a", "a", "b", "b"], ["", "size", "", "size"], [False] * 4)
+    text_to_video = [0, 0, 0, 2]
+    embedding = torch.tensor([[0.0, 1.0, 0.0, 0.0]] * 3 + [[0.0, 0.0, 0.0, 1.0]])  # every pair lost
+    reranked = torch.tensor([[1.0, 0.0, 0.0, 0.0]] * 3 + [[0.0, 0.0, 0.0, 1.0]])  # video pair {0, 1} won
+    gains = family_gain_intervals(reranked, embedding, text_to_video, labels, num_replicates=4000)
+    assert list(gains) == ["size", "all"]
+    size = gains["size"]
+    # Observed: 3 of 4 caption pairs turn from lost to won: +75 points. A replicate draws the two video pairs with
+    # replacement: both {0, 1} (3/3 = +100), both {2, 3} (0/1 = 0) or one each (3/4 = +75); probabilities 1/4, 1/4,
+    # 1/2, so the 95% interval runs from 0 to +100 and the gain is not decided.
+    assert size["gain"] == pytest.approx(75.0) and size["video_pairs"] == 2
+    assert (size["low"], size["high"], size["decided"]) == (0.0, 100.0, False)
+    assert gains["all"]["gain"] == pytest.approx(75.0)
+    # The same captions spread over many video pairs, each pair won: decided.
+    many = FamilyLabels([f"f{i // 2}" for i in range(40)], ["", "size"] * 20, [False] * 20)
+    text_to_video = list(range(0, 40, 2))
+    won = torch.zeros(20, 40)
+    won[torch.arange(20), torch.tensor(text_to_video)] = 1.0
+    lost = torch.zeros(20, 40)
+    lost[torch.arange(20), torch.tensor(text_to_video) + 1] = 1.0
+    gains = family_gain_intervals(won, lost, text_to_video, many)
+    assert gains["size"] == {"gain": 100.0, "low": 100.0, "high": 100.0, "video_pairs": 20, "decided": True}
+    with pytest.raises(ValueError, match="both must score the same"):
+        family_gain_intervals(won, lost[:, :39], text_to_video, many)
+    with pytest.raises(ValueError, match="confidence must lie in"):
+        family_gain_intervals(won, lost, text_to_video, many, confidence=1.0)
+
+
+def test_gain_intervals_widen_when_captions_share_video_pairs():
+    # 60 caption pairs, half won by A over B at random: over 60 independent video pairs, or over 6 video pairs of ten
+    # captions each whose outcomes are shared. Clustered evidence gives the wider interval.
+    generator = torch.Generator().manual_seed(0)
+    outcomes = (torch.rand(6, generator=generator) < 0.5).float()
+
+    def interval(num_video_pairs):
+        videos = 2 * num_video_pairs
+        labels = FamilyLabels([f"f{i // 2}" for i in range(videos)], ["", "shape"] * num_video_pairs, [False] * 60)
+        text_to_video = [2 * (t * num_video_pairs // 60) for t in range(60)]
+        a = torch.zeros(60, videos)
+        for t, own in enumerate(text_to_video):
+            a[t, own] = outcomes[t % 6] if num_video_pairs == 60 else outcomes[own // 2]
+        gain = family_gain_intervals(a, torch.full_like(a, 0.5), text_to_video, labels)["shape"]
+        return gain["high"] - gain["low"], gain["video_pairs"]
+
+    wide, clusters = interval(6)
+    narrow, many = interval(60)
+    assert (clusters, many) == (6, 60) and wide > 2 * narrow
 
 
 def test_top1_breakdown_by_hand():
@@ -203,7 +269,8 @@ def test_a_text_embedding_blind_to_a_factor_wins_half_of_its_pairs():
     scores = caption_text_scores(embeddings, [0, 0, 1, 1], 2)
     # 0 deg: own cos 20 > variant (cos 10 + cos 30) / 2 = cos 20 cos 10, won; 20 deg: own cos 20 < variant cos 10,
     # lost; and the variant's captions mirror these.
-    assert family_win_rates(scores, [0, 0, 1, 1], labels)["order"] == {"win_rate": 50.0, "pairs": 4, "captions": 4}
+    assert family_win_rates(scores, [0, 0, 1, 1], labels)["order"] == {"win_rate": 50.0, "pairs": 4, "captions": 4,
+                                                                       "video_pairs": 1}
 
 
 def test_two_stage_evaluation_reports_families_for_both_stages():
@@ -223,6 +290,7 @@ def test_two_stage_evaluation_reports_families_for_both_stages():
     assert result.families["text"] == family_win_rates(text_scores, text_to_video, labels)
     assert result.top1["embedding"] == top1_breakdown(result.similarity, text_to_video, labels)
     assert result.top1["reranked"] == top1_breakdown(result.t2v_scores, text_to_video, labels)
+    assert result.family_gains == family_gain_intervals(result.t2v_scores, result.similarity, text_to_video, labels)
     assert set(result.families["embedding"]) == {"order", "motion", "partial", "all"}
     assert evaluate_two_stage(model, [{"input_ids": inputs["input_ids"]}], [videos], text_to_video, 4, k=2,
                               progress=False).families == {}
@@ -240,12 +308,14 @@ def test_evaluate_retrieval_script_prints_and_saves_families(bench, tmp_path, ca
                                       "--dataset_kwargs", json.dumps({**bench, "split": "test"}), "--k", "2",
                                       "--frame_order_check", "true"])
     assert set(report["families"]) == {"embedding", "reranked", "text"}
+    assert set(report["family_gains"]) == set(report["families"]["reranked"])
     assert report["families"]["embedding"]["all"]["pairs"] > 0
     # Random weights, temporal position embedding at zero: the model is blind to frame order.
     assert report["frame_order"]["num_clips"] == report["num_videos"]
     assert report["frame_order"]["embedding_ratio"] < 1e-3 and report["frame_order"]["score_ratio"] < 1e-3
     printed = capsys.readouterr().out
     assert "Hard-negative families" in printed and "Frame-order sensitivity" in printed
+    assert "reranked - embedding [95% CI]" in printed
     assert set(report["top1"]) == {"embedding", "reranked"}
     assert sum(values["captions"] for values in report["top1"]["reranked"].values()) == report["num_texts"]
     assert "top-ranked video falls" in printed

@@ -165,7 +165,7 @@ def main(argv=None) -> dict:
         print("\nHard-negative families (t2v: % of caption-sibling pairs where the caption's own video scores "
               "higher; text: the same pairs scored by caption embeddings alone, own paraphrases against the "
               "sibling's captions, 50% = the text embedding cannot tell the two videos apart):\n"
-              f"{format_family_table(result.families)}")
+              f"{format_family_table(result.families, gains=result.family_gains)}")
     if result.top1:
         print(f"\nWhere each caption's top-ranked video falls (t2v):\n{format_top1_table(result.top1)}")
     if frame_order is not None:
@@ -175,7 +175,7 @@ def main(argv=None) -> dict:
               "k": k_value, "k_source": k_source, "reranked": "reranked" in result.metrics,
               "num_pairs_scored": result.num_pairs_scored, "timings_s": result.timings, "metrics": result.metrics,
               "metric_conventions": result.conventions, "families": result.families,
-              "top1": result.top1,
+              "family_gains": result.family_gains, "top1": result.top1,
               "frame_order": None if frame_order is None else frame_order.to_dict(),
               "skipped_while_building": len(skipped)}
     if args.output_file:

@@ -25,8 +25,8 @@ from transformers import TrainingArguments, set_seed
 import modeling_t2v2t  # noqa: F401  (registers the Auto classes)
 from modeling_t2v2t import save_hub_folder
 from modeling_t2v2t.retrieval.evaluation import metric_conventions
-from modeling_t2v2t.retrieval.families import (format_family_table, format_top1_table, unflatten_family_metrics,
-                                               unflatten_top1_metrics)
+from modeling_t2v2t.retrieval.families import (format_family_table, format_top1_table, unflatten_family_gains,
+                                               unflatten_family_metrics, unflatten_top1_metrics)
 from modeling_t2v2t.retrieval.metrics import format_metrics_table
 from processing.text_cleaning import clean_caption
 from training.arguments import DataArguments, ModelArguments, parse_arguments
@@ -192,7 +192,8 @@ def main(argv=None, pretraining: bool = False, description: str = DESCRIPTION, e
             families = unflatten_family_metrics(test_metrics, "test")
             if families:
                 print(f"Hard-negative families (t2v: % of caption-sibling pairs where the caption's own video "
-                      f"scores higher):\n{format_family_table(families)}\n")
+                      f"scores higher):\n"
+                      f"{format_family_table(families, gains=unflatten_family_gains(test_metrics, 'test'))}\n")
             top1 = unflatten_top1_metrics(test_metrics, "test", sum(len(captions) for captions in test["captions"]))
             if top1:
                 print(f"Where each caption's top-ranked video falls (t2v):\n{format_top1_table(top1)}\n")

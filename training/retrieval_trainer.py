@@ -50,7 +50,8 @@ class RetrievalTrainer(Trainer):
     `evaluate()` returns `{prefix}_{embedding|reranked}_{metric}` for every retrieval metric, and
     `{prefix}_mean_recall` (reranked when the model has a joint encoder, else embedding), and per-family win rates
     (`{prefix}_family_{stage}_{family}`, see `modeling_t2v2t.retrieval.families`) when the gallery has family
-    labels. Set
+    labels, with reranking's gain over the embedding stage per family and its bootstrap interval over video pairs
+    (`{prefix}_family_gain[_low|_high]_{family}`). Set
     `metric_for_best_model="mean_recall"` with `load_best_model_at_end=True` to keep the best validation checkpoint.
     Pass only the validation split as `eval_dataset`; the test split is for the final report, never for selection.
     `evaluate(..., save_ranks=True)` also writes every query's rank to `OUTPUT_DIR/{prefix}_ranks.json`
@@ -167,7 +168,7 @@ class RetrievalTrainer(Trainer):
         metrics[f"{metric_key_prefix}_mean_recall"] = selected["mean_recall"]
         metrics[f"{metric_key_prefix}_num_pairs_scored"] = result.num_pairs_scored
         metrics[f"{metric_key_prefix}_num_videos"] = num_videos  # which gallery was scored (checked in tests)
-        metrics.update(flatten_family_metrics(result.families, metric_key_prefix))
+        metrics.update(flatten_family_metrics(result.families, metric_key_prefix, result.family_gains))
         metrics.update(flatten_top1_metrics(result.top1, metric_key_prefix))
         return metrics
 

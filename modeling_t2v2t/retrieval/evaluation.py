@@ -28,7 +28,8 @@ from tqdm.auto import tqdm
 from transformers.utils import logging
 
 from ..modeling_t2v2t import T2V2TTextEncoding, T2V2TVideoEncoding
-from .families import FamilyLabels, caption_text_scores, family_pairs, family_win_rates, top1_breakdown
+from .families import (FamilyLabels, caption_text_scores, family_gain_intervals, family_pairs, family_win_rates,
+                       top1_breakdown)
 from .metrics import T2V_CONVENTION, V2T_CONVENTIONS, ranks_text_to_video, ranks_video_to_text, retrieval_metrics
 
 logger = logging.get_logger(__name__)
@@ -46,7 +47,8 @@ class TwoStageResult:
     `"text"`: the same pairs scored by the text embedding alone (`caption_text_scores`; when every video has at
     least 2 captions): how well the caption embeddings alone separate each family. `top1`: with `family_labels`,
     `{"embedding"|"reranked": top1_breakdown(...)}`: where each caption's top-ranked video falls (its own, a
-    sibling by factor, another family).
+    sibling by factor, another family). `family_gains`: with `family_labels` and reranking, the reranked win rate
+    minus the embedding's per family, with a 95% interval from a bootstrap over video pairs (`family_gain_intervals`).
     `ranks`: with `query_ranks=True`, `{"embedding"|"reranked": {"t2v": (texts,), "v2t": (videos,)}}` per-query
     1-based ranks from the same scores and conventions as `metrics` (`ranks_text_to_video`, `ranks_video_to_text`).
     """
@@ -60,6 +62,7 @@ class TwoStageResult:
     conventions: dict[str, str] = field(default_factory=dict)
     families: dict[str, dict] = field(default_factory=dict)
     top1: dict[str, dict] = field(default_factory=dict)
+    family_gains: dict[str, dict] = field(default_factory=dict)
     ranks: dict[str, dict[str, np.ndarray]] = field(default_factory=dict)
 
 
@@ -343,6 +346,8 @@ def evaluate_two_stage(
     if pairs_by_family is not None:
         result.families["reranked"] = family_win_rates(result.t2v_scores, text_to_video, family_labels, pairs_by_family)
         result.top1["reranked"] = top1_breakdown(result.t2v_scores, text_to_video, family_labels)
+        result.family_gains = family_gain_intervals(result.t2v_scores, similarity, text_to_video, family_labels,
+                                                    pairs_by_family)
     if query_ranks:
         result.ranks["reranked"] = _query_ranks(result.t2v_scores, result.v2t_scores, text_to_video, v2t_convention)
     return result

@@ -17,6 +17,11 @@ A pair is won when `scores[t, q] > scores[t, s]` (a tie counts one half: the exp
 tie-break). Each family's win rate is its won pairs over its pairs, in percent (50% = chance); `all` pools every pair.
 It is computed on any (texts, videos) score matrix: embedding similarity, or the reranked t2v scores.
 
+The caption pairs of a family are not independent: every caption of `q` meets the same sibling `s`, so a family's
+evidence is its number of distinct video pairs {q, s} (`video_pairs`), often a tenth of its caption pairs.
+`family_gain_intervals` compares two score matrices (reranked against embedding) family by family with a bootstrap
+over those video pairs, so a gain resting on a handful of videos shows a wide interval.
+
 The labels come from a dataset carrying the optional columns `FAMILY_COLUMNS` (the synthetic builder adds them to
 its evaluation splits); `FamilyLabels.from_dataset` returns None for datasets without them.
 """
@@ -25,6 +30,7 @@ from collections import defaultdict
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
+import numpy as np
 import torch
 
 # Optional dataset columns: the video's family id, the factor that sets it apart from its family's base ("" for the
@@ -101,24 +107,92 @@ def family_pairs(labels: FamilyLabels, text_to_video) -> dict[str, tuple[torch.T
 def family_win_rates(scores: torch.Tensor, text_to_video, labels: FamilyLabels,
                      pairs: Mapping[str, tuple[torch.Tensor, torch.Tensor]] | None = None) -> dict[str, dict]:
     """
-    `{family: {"win_rate": %, "pairs": n, "captions": n}}` for each family with pairs, then `all`, from a
-    (texts, videos) score matrix. `pairs` (from `family_pairs`) may be passed to score several matrices.
+    `{family: {"win_rate": %, "pairs": n, "captions": n, "video_pairs": n}}` for each family with pairs, then `all`,
+    from a (texts, videos) score matrix; `video_pairs` counts distinct unordered {own video, sibling} pairs.
+    `pairs` (from `family_pairs`) may be passed to score several matrices.
     """
     pairs = family_pairs(labels, text_to_video) if pairs is None else pairs
     text_to_video = torch.as_tensor(text_to_video, dtype=torch.long)
-    scores = scores.float().cpu()
-    results, won_all, texts_all = {}, [], []
-    for family in sorted(pairs, key=lambda name: (FAMILY_ORDER.index(name) if name in FAMILY_ORDER
-                                                  else len(FAMILY_ORDER), name)):
+    results, won_all, texts_all, units_all = {}, [], [], []
+    for family in _ordered(pairs):
         texts, siblings = pairs[family]
-        own_scores, sibling_scores = scores[texts, text_to_video[texts]], scores[texts, siblings]
-        won = (own_scores > sibling_scores).float() + 0.5 * (own_scores == sibling_scores).float()
-        results[family] = _summary(won, texts)
+        won = _won(scores, text_to_video, texts, siblings)
+        units = _video_pair_ids(text_to_video[texts], siblings, len(labels.video_family))
+        results[family] = _summary(won, texts, units)
         won_all.append(won)
         texts_all.append(texts)
+        units_all.append(units)
     if won_all:
-        results[ALL] = _summary(torch.cat(won_all), torch.cat(texts_all))
+        results[ALL] = _summary(torch.cat(won_all), torch.cat(texts_all), torch.cat(units_all))
     return results
+
+
+def family_gain_intervals(scores_a: torch.Tensor, scores_b: torch.Tensor, text_to_video, labels: FamilyLabels,
+                          pairs: Mapping[str, tuple[torch.Tensor, torch.Tensor]] | None = None,
+                          num_replicates: int = 2000, confidence: float = 0.95, seed: int = 0) -> dict[str, dict]:
+    """
+    Win rate of `scores_a` minus that of `scores_b` (percentage points) on each family's pairs, then `all`, with a
+    percentile interval from a bootstrap over the family's video pairs: a replicate draws video pairs with
+    replacement and takes every caption pair of each drawn video pair, for both matrices (paired), and the
+    difference is won pairs over pairs, as in `family_win_rates`. `{family: {"gain", "low", "high", "video_pairs",
+    "decided"}}`, `decided` being whether the interval excludes 0.
+
+    Captions of one video pair are resampled together because they are not independent evidence (see the module
+    docstring); a plain bootstrap over caption pairs would give intervals several times too narrow. Hand-written:
+    the only bootstrap at hand, scipy's, resamples single observations, not clusters.
+    """
+    if scores_a.shape != scores_b.shape:
+        raise ValueError(f"family_gain_intervals: scores_a has shape {tuple(scores_a.shape)} but scores_b "
+                         f"{tuple(scores_b.shape)}; both must score the same (texts, videos).")
+    if not 0 < confidence < 1:
+        raise ValueError(f"confidence must lie in (0, 1), got {confidence}.")
+    if num_replicates < 1:
+        raise ValueError(f"num_replicates must be positive, got {num_replicates}.")
+    pairs = family_pairs(labels, text_to_video) if pairs is None else pairs
+    text_to_video = torch.as_tensor(text_to_video, dtype=torch.long)
+    rng = np.random.default_rng(seed)
+    tail = (1 - confidence) / 2
+    results, pooled = {}, []
+    for family in _ordered(pairs):
+        texts, siblings = pairs[family]
+        difference = (_won(scores_a, text_to_video, texts, siblings)
+                      - _won(scores_b, text_to_video, texts, siblings)).numpy().astype(np.float64)
+        units = _video_pair_ids(text_to_video[texts], siblings, len(labels.video_family)).numpy()
+        pooled.append((difference, units))
+        results[family] = _cluster_bootstrap(difference, units, rng, num_replicates, tail)
+    if pooled:
+        results[ALL] = _cluster_bootstrap(np.concatenate([d for d, _ in pooled]),
+                                          np.concatenate([u for _, u in pooled]), rng, num_replicates, tail)
+    return results
+
+
+def _cluster_bootstrap(difference: np.ndarray, units: np.ndarray, rng: np.random.Generator, num_replicates: int,
+                       tail: float) -> dict:
+    _, cluster = np.unique(units, return_inverse=True)
+    clusters = int(cluster.max()) + 1
+    sums = np.bincount(cluster, weights=difference, minlength=clusters)
+    counts = np.bincount(cluster, minlength=clusters).astype(np.float64)
+    drawn = rng.integers(0, clusters, size=(num_replicates, clusters))
+    replicates = 100.0 * sums[drawn].sum(axis=1) / counts[drawn].sum(axis=1)
+    low, high = (float(value) for value in np.quantile(replicates, [tail, 1 - tail]))
+    gain = 100.0 * float(difference.mean())
+    return {"gain": gain, "low": low, "high": high, "video_pairs": clusters, "decided": low > 0 or high < 0}
+
+
+def _ordered(pairs: Mapping) -> list[str]:
+    return sorted(pairs, key=lambda name: (FAMILY_ORDER.index(name) if name in FAMILY_ORDER else len(FAMILY_ORDER),
+                                           name))
+
+
+def _won(scores: torch.Tensor, text_to_video: torch.Tensor, texts: torch.Tensor, siblings: torch.Tensor):
+    scores = scores.float().cpu()
+    own_scores, sibling_scores = scores[texts, text_to_video[texts]], scores[texts, siblings]
+    return (own_scores > sibling_scores).float() + 0.5 * (own_scores == sibling_scores).float()
+
+
+def _video_pair_ids(own: torch.Tensor, siblings: torch.Tensor, num_videos: int) -> torch.Tensor:
+    """One id per unordered {own, sibling} video pair."""
+    return torch.minimum(own, siblings) * num_videos + torch.maximum(own, siblings)
 
 
 def top1_breakdown(scores: torch.Tensor, text_to_video, labels: FamilyLabels) -> dict[str, dict]:
@@ -199,53 +273,88 @@ def caption_text_scores(text_embeddings: torch.Tensor, text_to_video, num_videos
     return sums / sizes
 
 
-def _summary(won: torch.Tensor, texts: torch.Tensor) -> dict:
-    return {"win_rate": 100.0 * float(won.mean()), "pairs": int(won.numel()), "captions": int(texts.unique().numel())}
+def _summary(won: torch.Tensor, texts: torch.Tensor, units: torch.Tensor) -> dict:
+    return {"win_rate": 100.0 * float(won.mean()), "pairs": int(won.numel()), "captions": int(texts.unique().numel()),
+            "video_pairs": int(units.unique().numel())}
 
 
-def format_family_table(results: Mapping[str, Mapping[str, Mapping]], digits: int = 1) -> str:
+def format_family_table(results: Mapping[str, Mapping[str, Mapping]], digits: int = 1,
+                        gains: Mapping[str, Mapping] | None = None, gain_label: str = "reranked - embedding") -> str:
     """
-    Markdown table: one row per family, one win-rate column per run (e.g. `"embedding"`, `"reranked"`), then the
-    number of pairs and captions (from the first run).
+    Markdown table: one row per family, one win-rate column per run (e.g. `"embedding"`, `"reranked"`), then, with
+    `gains` (`family_gain_intervals`), the difference and its interval, then the number of caption pairs, captions
+    and video pairs (from the first run).
     """
     runs = list(results)
     families = list(dict.fromkeys(family for run in runs for family in results[run]))
-    lines = ["| family | " + " | ".join(f"{run} win %" for run in runs) + " | pairs | captions |",
-             "|---|" + "---:|" * (len(runs) + 2)]
+    gain_header = [f"{gain_label} [95% CI]"] if gains else []
+    header = [f"{run} win %" for run in runs] + gain_header + ["pairs", "captions", "video pairs"]
+    lines = ["| family | " + " | ".join(header) + " |", "|---|" + "---:|" * len(header)]
     for family in families:
         cells = [f"{results[run][family]['win_rate']:.{digits}f}" if family in results[run] else "-" for run in runs]
+        if gains:
+            gain = gains.get(family)
+            cells.append("-" if gain is None else
+                         f"{gain['gain']:+.{digits}f} [{gain['low']:+.{digits}f}, {gain['high']:+.{digits}f}]")
         first = next(results[run][family] for run in runs if family in results[run])
-        counts = [str(first.get(name, "-")) for name in ("pairs", "captions")]
+        counts = [str(first.get(name, "-")) for name in ("pairs", "captions", "video_pairs")]
         lines.append(f"| {family} | " + " | ".join(cells + counts) + " |")
     return "\n".join(lines)
 
 
-def flatten_family_metrics(results: Mapping[str, Mapping[str, Mapping]], prefix: str) -> dict[str, float]:
-    """Flat metrics for the Trainer's logs and JSON files: `{prefix}_family_{run}_{family}` (win rate, %) and
-    `{prefix}_family_pairs_{family}` / `{prefix}_family_captions_{family}` (counts, the same for every run)."""
+_COUNTS = ("video_pairs", "pairs", "captions")  # longest first: "video_pairs_x" must not parse as run "video"
+_GAIN_FIELDS = ("gain_low", "gain_high", "gain")
+
+
+def flatten_family_metrics(results: Mapping[str, Mapping[str, Mapping]], prefix: str,
+                           gains: Mapping[str, Mapping] | None = None) -> dict[str, float]:
+    """Flat metrics for the Trainer's logs and JSON files: `{prefix}_family_{run}_{family}` (win rate, %),
+    `{prefix}_family_pairs_{family}` / `..._captions_{family}` / `..._video_pairs_{family}` (counts, the same for every
+    run) and, with `gains`, `{prefix}_family_gain_{family}` / `..._gain_low_{family}` / `..._gain_high_{family}`."""
     flat = {}
     for run, families in results.items():
         for family, values in families.items():
             flat[f"{prefix}_family_{run}_{family}"] = values["win_rate"]
-            flat[f"{prefix}_family_pairs_{family}"] = values["pairs"]
-            flat[f"{prefix}_family_captions_{family}"] = values["captions"]
+            for name in _COUNTS:
+                if name in values:
+                    flat[f"{prefix}_family_{name}_{family}"] = values[name]
+    for family, values in (gains or {}).items():
+        for name, field_name in zip(_GAIN_FIELDS, ("low", "high", "gain")):
+            flat[f"{prefix}_family_{name}_{family}"] = values[field_name]
     return flat
 
 
 def unflatten_family_metrics(metrics: Mapping[str, float], prefix: str) -> dict[str, dict[str, dict]]:
-    """The inverse of `flatten_family_metrics`: `{run: {family: {"win_rate", "pairs", "captions"}}}`."""
+    """The inverse of `flatten_family_metrics` for the win rates: `{run: {family: {"win_rate", "pairs", "captions",
+    "video_pairs"}}}` (counts present in `metrics` only)."""
     start, results, counts = f"{prefix}_family_", defaultdict(dict), defaultdict(dict)
     for key, value in metrics.items():
-        if key.startswith(start):
-            run, _, family = key[len(start):].partition("_")
-            if run in ("pairs", "captions"):
-                counts[family][run] = int(value)
-            else:
-                results[run][family] = {"win_rate": value}
+        if not key.startswith(start):
+            continue
+        rest = key[len(start):]
+        count = next((name for name in _COUNTS if rest.startswith(name + "_")), None)
+        if count is not None:
+            counts[rest[len(count) + 1:]][count] = int(value)
+        elif not any(rest.startswith(name + "_") for name in _GAIN_FIELDS):
+            run, _, family = rest.partition("_")
+            results[run][family] = {"win_rate": value}
     for families in results.values():
         for family, values in families.items():
             values.update(counts[family])
     return dict(results)
+
+
+def unflatten_family_gains(metrics: Mapping[str, float], prefix: str) -> dict[str, dict]:
+    """The gains of `flatten_family_metrics`: `{family: {"gain", "low", "high", "decided"}}` (empty without them)."""
+    start, gains = f"{prefix}_family_", defaultdict(dict)
+    for key, value in metrics.items():
+        rest = key[len(start):] if key.startswith(start) else ""
+        name = next((name for name in _GAIN_FIELDS if rest.startswith(name + "_")), None)
+        if name is not None:
+            gains[rest[len(name) + 1:]][{"gain_low": "low", "gain_high": "high", "gain": "gain"}[name]] = value
+    for values in gains.values():
+        values["decided"] = values["low"] > 0 or values["high"] < 0
+    return dict(gains)
 
 
 def flatten_top1_metrics(results: Mapping[str, Mapping[str, Mapping]], prefix: str) -> dict[str, float]:
@@ -266,5 +375,6 @@ def unflatten_top1_metrics(metrics: Mapping[str, float], prefix: str, num_captio
 
 
 __all__ = ["FAMILY_COLUMNS", "FamilyLabels", "caption_text_scores", "family_pairs", "family_win_rates",
-           "format_family_table", "flatten_family_metrics", "unflatten_family_metrics", "top1_breakdown",
+           "family_gain_intervals", "format_family_table", "flatten_family_metrics", "unflatten_family_metrics",
+           "unflatten_family_gains", "top1_breakdown",
            "format_top1_table", "flatten_top1_metrics", "unflatten_top1_metrics"]
