@@ -256,6 +256,22 @@ def test_ensure_benchmark_reuses_and_rerenders(tmp_path):
     assert os.path.isfile(video)
 
 
+def test_cache_folders_differ_whenever_the_content_does(tmp_path, monkeypatch):
+    monkeypatch.setenv("T2V2T_SYNTHETIC_DIR", str(tmp_path))
+    # Default settings keep the plain name (existing caches stay valid), also when the defaults are spelled out.
+    assert bench.default_benchmark_dir(1000, 0) == str(tmp_path / "v2_n1000_seed0")
+    assert bench.default_benchmark_dir(1000, 0, num_val=125, num_test=250) == str(tmp_path / "v2_n1000_seed0")
+    assert bench.default_benchmark_dir(1000, 0, num_test=1000) == str(tmp_path / "v2_n1000_seed0_test1000")
+    assert bench.default_benchmark_dir(8, 1, num_val=2, frames=4, size=32, fps=4) == str(
+        tmp_path / "v2_n8_seed1_val2_f4_s32_fps4")
+    # Two benchmarks that differ only in their test split live side by side: neither re-renders the other.
+    small = bench.ensure_benchmark(num_videos=4, frames=4, size=32, num_test=1, workers=1, progress=False)
+    large = bench.ensure_benchmark(num_videos=4, frames=4, size=32, num_test=2, workers=1, progress=False)
+    assert small["out_dir"] != large["out_dir"] and large["rendered"]
+    assert not bench.ensure_benchmark(num_videos=4, frames=4, size=32, num_test=1, workers=1,
+                                      progress=False)["rendered"]
+
+
 @pytest.mark.parametrize(
     "kwargs, option",
     [

@@ -399,13 +399,24 @@ def _lock(out_dir: str):
             fcntl.flock(handle, fcntl.LOCK_UN)
 
 
-def default_benchmark_dir(num_videos: int = DEFAULT_NUM_VIDEOS, seed: int = 0) -> str:
-    """A cache folder for the benchmark (`$T2V2T_SYNTHETIC_DIR`, else under `$XDG_CACHE_HOME` or `~/.cache`)."""
+def default_benchmark_dir(num_videos: int = DEFAULT_NUM_VIDEOS, seed: int = 0, num_val: int | None = None,
+                          num_test: int | None = None, frames: int = 16, size: int = 64, fps: int = 8) -> str:
+    """
+    The cache folder of one benchmark (`$T2V2T_SYNTHETIC_DIR`, else under `$XDG_CACHE_HOME` or `~/.cache`): named by
+    every setting that changes the content, so benchmarks that differ only in, say, `num_test` never share (and
+    re-render over each other in) one folder. Default settings keep the plain name `v2_n{num_videos}_seed{seed}`;
+    each other setting adds a suffix (`_test1000`, `_f32`, ...).
+    """
+    settings = BenchmarkSettings(num_videos, seed, num_val, num_test, frames, size, fps)
+    defaults = BenchmarkSettings(num_videos, seed)
+    suffix = "".join(f"_{tag}{getattr(settings, name)}" for name, tag in (
+        ("num_val", "val"), ("num_test", "test"), ("frames", "f"), ("size", "s"), ("fps", "fps"))
+        if getattr(settings, name) != getattr(defaults, name))
     root = os.environ.get("T2V2T_SYNTHETIC_DIR")
     if root is None:
         cache = os.environ.get("XDG_CACHE_HOME", os.path.join(os.path.expanduser("~"), ".cache"))
         root = os.path.join(cache, "t2v2t", "synthetic")
-    return os.path.join(root, f"v{GENERATOR_VERSION}_n{num_videos}_seed{seed}")
+    return os.path.join(root, f"v{GENERATOR_VERSION}_n{settings.num_videos}_seed{settings.seed}{suffix}")
 
 
 def ensure_benchmark(
@@ -429,7 +440,8 @@ def ensure_benchmark(
     settings = BenchmarkSettings(num_videos, seed, num_val, num_test, frames, size, fps)
     _check_workers(workers)
     if out_dir is None:
-        out_dir = default_benchmark_dir(settings.num_videos, settings.seed)
+        out_dir = default_benchmark_dir(settings.num_videos, settings.seed, settings.num_val, settings.num_test,
+                                        settings.frames, settings.size, settings.fps)
     paths = benchmark_paths(out_dir)
     with _lock(paths["out_dir"]):
         if is_complete(paths["out_dir"], settings):
