@@ -216,6 +216,14 @@ class T2V2TConfig(PreTrainedConfig):
             initialisation (the tokens it is added to are layer-normalised, about 1 per channel). A model trained
             from scratch on a short budget may need it larger: the synthetic quickstart uses 0.5
             (`results/quickstart_recipe.md`).
+        fusion_patch_embedding (`bool`, defaults to `False`): add a learned per-position embedding (one row per
+            token of a frame: its [CLS] and each patch, the same for every frame) to the video tokens the joint
+            encoder reads (not to the VTC video embedding), a place marker. The video tower's relative position bias
+            leaves its output tokens without an absolute position, so without it the joint encoder's cross-attention
+            cannot read where in the frame a token lies, nor, with `fusion_frame_embedding`, where an object is in
+            the first frame and where in the last: the direction of a movement. Needs a joint encoder. Not in
+            VindLU or T2V2T.
+        fusion_patch_embedding_init_std (`float`, defaults to 0.02): as `fusion_frame_embedding_init_std`, for it.
         temp (`float`, defaults to 0.07): initial VTC temperature, learnable, clamped to `[temp_min, temp_max]`.
         mlm_probability (`float`, defaults to 0.5): masking ratio of the pretraining MLM loss.
         vtm_hard_negatives (`bool`, defaults to `True`): sample VTM negatives from the VTC similarity (else uniform).
@@ -259,6 +267,8 @@ class T2V2TConfig(PreTrainedConfig):
     video_pooling: str = "mean"
     fusion_frame_embedding: bool = False
     fusion_frame_embedding_init_std: float = 0.02
+    fusion_patch_embedding: bool = False
+    fusion_patch_embedding_init_std: float = 0.02
     temp: float = 0.07
     temp_min: float = 0.001
     temp_max: float = 0.5
@@ -298,10 +308,12 @@ class T2V2TConfig(PreTrainedConfig):
             check.number(field, 0)
         check.number("initializer_range", 0, low_open=True)
         check.number("vtm_labelled_negative_prob", 0, 1)
-        check.boolean("vtm_hard_negatives", "gather_distributed", "tie_word_embeddings", "fusion_frame_embedding")
-        check.number("fusion_frame_embedding_init_std", 0)
-        check.require(not (self.fusion_frame_embedding and not self.has_joint_encoder), "fusion_frame_embedding",
-                      "needs a joint encoder; fusion_mode='none' (dual encoder) has none")
+        check.boolean("vtm_hard_negatives", "gather_distributed", "tie_word_embeddings", "fusion_frame_embedding",
+                      "fusion_patch_embedding")
+        for marker in ("fusion_frame_embedding", "fusion_patch_embedding"):
+            check.number(f"{marker}_init_std", 0)
+            check.require(not (getattr(self, marker) and not self.has_joint_encoder), marker,
+                          "needs a joint encoder; fusion_mode='none' (dual encoder) has none")
 
     @property
     def has_t2v_fusion(self) -> bool:

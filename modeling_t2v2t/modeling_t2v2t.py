@@ -220,10 +220,12 @@ class T2V2TPreTrainedModel(PreTrainedModel):
             init.zeros_(module.bias)
         elif isinstance(module, T2V2TModel):
             init.constant_(module.temp, self.config.temp)
-            if module.fusion_frame_embeddings is not None and self.config.fusion_frame_embedding_init_std > 0:
-                init.trunc_normal_(module.fusion_frame_embeddings, std=self.config.fusion_frame_embedding_init_std)
-            elif module.fusion_frame_embeddings is not None:
-                init.zeros_(module.fusion_frame_embeddings)
+            for table, std in ((module.fusion_frame_embeddings, self.config.fusion_frame_embedding_init_std),
+                               (module.fusion_patch_embeddings, self.config.fusion_patch_embedding_init_std)):
+                if table is not None and std > 0:
+                    init.trunc_normal_(table, std=std)
+                elif table is not None:
+                    init.zeros_(table)
 
     @classmethod
     def from_vision_text_pretrained(
@@ -310,6 +312,11 @@ class T2V2TModel(T2V2TPreTrainedModel):
             nn.Parameter(torch.zeros(1, vision.num_frames, 1, vision.hidden_size))
             if config.fusion_frame_embedding else None
         )
+        # A place marker on them (config.fusion_patch_embedding): one row per token of a frame ([CLS], patches).
+        self.fusion_patch_embeddings = (
+            nn.Parameter(torch.zeros(1, 1, vision.num_patches + 1, vision.hidden_size))
+            if config.fusion_patch_embedding else None
+        )
         self.post_init()
 
     def get_input_embeddings(self) -> nn.Embedding:
@@ -359,6 +366,8 @@ class T2V2TModel(T2V2TPreTrainedModel):
                 last = self.vision_layernorm(last)
             if self.fusion_frame_embeddings is not None:
                 last = last + frame_table_rows(self.fusion_frame_embeddings, last.shape[1]).to(last.dtype)
+            if self.fusion_patch_embeddings is not None:  # the tower accepts only image_size frames: L rows fit
+                last = last + self.fusion_patch_embeddings.to(last.dtype)
             tokens = last.flatten(1, 2)  # (B, T*L, D): every frame's tokens
         encoding = T2V2TVideoEncoding(
             video_embeds=pool_frame_embeds(frame_embeds, self.config.video_pooling), frame_embeds=frame_embeds,

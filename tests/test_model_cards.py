@@ -249,14 +249,17 @@ def test_card_names_a_convolutional_stem():
         " through a convolutional stem (3×3 stride-2 convolutions of 24, 48, 96 channels, Xiao et al. 2021)")
 
 
-def test_card_names_the_time_marker_in_the_fusion():
+def test_card_names_the_time_and_place_markers_in_the_fusion():
     config = {"model_type": "t2v2t", "vision_config": {}, "text_config": {"num_hidden_layers": 3}, "fusion_layer": 2,
               "fusion_mode": "t2v2t", "bypass_mode": "self", "num_t2v_layers": 2}
     plain = architecture(config, None)["fusion_description"]
-    assert "time marker" not in plain
+    assert "time marker" not in plain and "place marker" not in plain
     assert architecture({**config, "fusion_frame_embedding": True}, None)["fusion_description"] == (
         plain + "; the joint encoder's video tokens carry a learned per-frame time marker "
         "(`fusion_frame_embedding`, not in VindLU or T2V2T)")
+    assert architecture({**config, "fusion_patch_embedding": True}, None)["fusion_description"] == (
+        plain + "; the joint encoder's video tokens carry a learned per-position place marker "
+        "(`fusion_patch_embedding`, not in VindLU or T2V2T)")
 
 
 def test_rendered_card_of_a_conv_stem_model(tmp_path):

@@ -230,6 +230,9 @@ def architecture(config: dict, num_frames: int | None) -> dict:
         if config.get("fusion_frame_embedding"):
             description += ("; the joint encoder's video tokens carry a learned per-frame time marker "
                             "(`fusion_frame_embedding`, not in VindLU or T2V2T)")
+        if config.get("fusion_patch_embedding"):
+            description += ("; the joint encoder's video tokens carry a learned per-position place marker "
+                            "(`fusion_patch_embedding`, not in VindLU or T2V2T)")
         text_feature = "mean over the caption's tokens" if config.get("text_pooling") == "mean" else "[CLS]"
         return {**arch, **_towers(vision, text), "text_layout": text_layout, "fusion_mode": fusion_mode,
                 "fusion_description": description, "has_joint_encoder": fusion_mode != "none",
