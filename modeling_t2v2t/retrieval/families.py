@@ -139,7 +139,8 @@ def family_gain_intervals(scores_a: torch.Tensor, scores_b: torch.Tensor, text_t
 
     Captions of one video pair are resampled together because they are not independent evidence (see the module
     docstring); a plain bootstrap over caption pairs would give intervals several times too narrow. Hand-written:
-    the only bootstrap at hand, scipy's, resamples single observations, not clusters.
+    `scipy.stats.bootstrap` (not a dependency) resamples single observations, and `paired_bootstrap` here weighs
+    every query alike, where clusters of unequal size must be pooled (won pairs over pairs).
     """
     if scores_a.shape != scores_b.shape:
         raise ValueError(f"family_gain_intervals: scores_a has shape {tuple(scores_a.shape)} but scores_b "
