@@ -38,8 +38,22 @@ def test_each_frame_token_moves_by_its_frame_row_and_the_search_embedding_does_n
     torch.testing.assert_close(marked.video_embeds, plain.video_embeds, rtol=0, atol=0)
 
 
-def test_match_scores_depend_on_it_and_the_joint_cache_sees_it():
-    model = _model(rerank_score="vtm", t2v_layer_scale_init_value=0.5)
+def _swap_time_rows(model):
+    """Rows 0 and 2 swapped: the clip's frames in another order meet other time markers."""
+    model.fusion_frame_embeddings.copy_(model.fusion_frame_embeddings[:, [2, 1, 0]])
+
+
+def _swap_place_rows(model):
+    """The place rows of two patches swapped: the same tokens now sit at other places."""
+    model.fusion_patch_embeddings.copy_(model.fusion_patch_embeddings[:, :, [0, 2, 1] + list(range(3, 17))])
+
+
+@pytest.mark.parametrize("marker,swap", [("fusion_frame_embedding", _swap_time_rows),
+                                         ("fusion_patch_embedding", _swap_place_rows)])
+def test_match_scores_depend_on_the_marker_and_the_joint_cache_sees_it(marker, swap):
+    torch.manual_seed(0)
+    model = T2V2TModel(tiny_config(**{marker: True, f"{marker}_init_std": 0.5}, rerank_score="vtm",
+                                   t2v_layer_scale_init_value=0.5)).eval()
     with torch.no_grad():  # move every weight off its init so the fusion's terms count (as test_fast_rerank does)
         generator = torch.Generator().manual_seed(1)
         for parameter in model.parameters():
@@ -53,8 +67,7 @@ def test_match_scores_depend_on_it_and_the_joint_cache_sees_it():
         cached = model.score_pairs(text_encoding=text, video_encoding=videos, video_index=index)
         reference = model.score_pairs(text_encoding=text, video_encoding=videos, video_index=index,
                                       use_joint_cache=False)
-        # Rows 0 and 2 swapped: the clip's frames in another order meet other time markers.
-        model.fusion_frame_embeddings.copy_(model.fusion_frame_embeddings[:, [2, 1, 0]])
+        swap(model)
         swapped = model.score_pairs(ids, mask, pixels).vtm_logits
     torch.testing.assert_close(cached.vtm_logits, reference.vtm_logits, rtol=1e-4, atol=1e-5)
     assert (swapped - reference.vtm_logits).abs().max() > 1e-4
@@ -100,28 +113,6 @@ def test_each_token_moves_by_its_place_row_in_every_frame():
     # Token l of frame t moved by place row l plus time row t: the two markers add.
     torch.testing.assert_close(difference, (places + frames).expand_as(difference), rtol=0, atol=1e-6)
     torch.testing.assert_close(marked.video_embeds, plain.video_embeds, rtol=0, atol=0)
-
-
-def test_match_scores_depend_on_where_a_token_is_and_the_joint_cache_sees_it():
-    model = _place_marked_model(rerank_score="vtm", t2v_layer_scale_init_value=0.5)
-    with torch.no_grad():
-        generator = torch.Generator().manual_seed(1)
-        for parameter in model.parameters():
-            parameter.add_(0.1 * torch.randn(parameter.shape, generator=generator))
-    inputs = tiny_inputs(model.config)
-    ids, mask, pixels = inputs["input_ids"], inputs["attention_mask"], inputs["pixel_values_videos"]
-    with torch.no_grad():
-        text = model.encode_text(ids, mask)
-        videos = model.encode_video(pixels, joint_cache=True)
-        index = torch.arange(4)
-        cached = model.score_pairs(text_encoding=text, video_encoding=videos, video_index=index)
-        reference = model.score_pairs(text_encoding=text, video_encoding=videos, video_index=index,
-                                      use_joint_cache=False)
-        # The place rows of two patches swapped: the same tokens now sit at other places.
-        model.fusion_patch_embeddings.copy_(model.fusion_patch_embeddings[:, :, [0, 2, 1] + list(range(3, 17))])
-        swapped = model.score_pairs(ids, mask, pixels).vtm_logits
-    torch.testing.assert_close(cached.vtm_logits, reference.vtm_logits, rtol=1e-4, atol=1e-5)
-    assert (swapped - reference.vtm_logits).abs().max() > 1e-4
 
 
 def test_place_marker_is_saved_and_loaded(tmp_path):
