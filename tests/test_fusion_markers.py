@@ -84,12 +84,13 @@ def test_longer_clips_interpolate_the_table_as_the_temporal_embedding_does():
         assert model.encode_video(pixels).video_tokens.shape[1] == 6 * (1 + (32 // 8) ** 2)
 
 
-def test_saved_and_loaded_with_the_model(tmp_path):
-    model = _model()
+def test_both_markers_are_saved_and_loaded_with_the_model(tmp_path):
+    model = _model(fusion_patch_embedding=True, fusion_patch_embedding_init_std=0.5)
     model.save_pretrained(tmp_path)
     loaded = T2V2TModel.from_pretrained(tmp_path)
-    assert loaded.config.fusion_frame_embedding is True
+    assert loaded.config.fusion_frame_embedding is True and loaded.config.fusion_patch_embedding is True
     torch.testing.assert_close(loaded.fusion_frame_embeddings, model.fusion_frame_embeddings, rtol=0, atol=0)
+    torch.testing.assert_close(loaded.fusion_patch_embeddings, model.fusion_patch_embeddings, rtol=0, atol=0)
 
 
 def _place_marked_model(**overrides):
@@ -113,14 +114,6 @@ def test_each_token_moves_by_its_place_row_in_every_frame():
     # Token l of frame t moved by place row l plus time row t: the two markers add.
     torch.testing.assert_close(difference, (places + frames).expand_as(difference), rtol=0, atol=1e-6)
     torch.testing.assert_close(marked.video_embeds, plain.video_embeds, rtol=0, atol=0)
-
-
-def test_place_marker_is_saved_and_loaded(tmp_path):
-    model = _place_marked_model()
-    model.save_pretrained(tmp_path)
-    loaded = T2V2TModel.from_pretrained(tmp_path)
-    assert loaded.config.fusion_patch_embedding is True
-    torch.testing.assert_close(loaded.fusion_patch_embeddings, model.fusion_patch_embeddings, rtol=0, atol=0)
 
 
 @pytest.mark.parametrize("overrides,message", [
