@@ -113,6 +113,7 @@ def family_win_rates(scores: torch.Tensor, text_to_video, labels: FamilyLabels,
     """
     pairs = family_pairs(labels, text_to_video) if pairs is None else pairs
     text_to_video = torch.as_tensor(text_to_video, dtype=torch.long)
+    scores = scores.float().cpu()
     results, won_all, texts_all, units_all = {}, [], [], []
     for family in _ordered(pairs):
         texts, siblings = pairs[family]
@@ -151,6 +152,7 @@ def family_gain_intervals(scores_a: torch.Tensor, scores_b: torch.Tensor, text_t
         raise ValueError(f"num_replicates must be positive, got {num_replicates}.")
     pairs = family_pairs(labels, text_to_video) if pairs is None else pairs
     text_to_video = torch.as_tensor(text_to_video, dtype=torch.long)
+    scores_a, scores_b = scores_a.float().cpu(), scores_b.float().cpu()
     rng = np.random.default_rng(seed)
     tail = (1 - confidence) / 2
     results, pooled = {}, []
@@ -186,7 +188,7 @@ def _ordered(pairs: Mapping) -> list[str]:
 
 
 def _won(scores: torch.Tensor, text_to_video: torch.Tensor, texts: torch.Tensor, siblings: torch.Tensor):
-    scores = scores.float().cpu()
+    """1 per won (caption, sibling) pair, 0.5 per tie, 0 per loss; `scores` already float on the CPU."""
     own_scores, sibling_scores = scores[texts, text_to_video[texts]], scores[texts, siblings]
     return (own_scores > sibling_scores).float() + 0.5 * (own_scores == sibling_scores).float()
 
