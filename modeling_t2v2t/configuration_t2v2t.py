@@ -235,6 +235,13 @@ class T2V2TConfig(PreTrainedConfig):
         vtm_labelled_negative_mode (`str`, defaults to `"replace"`): what a drawn labelled negative does.
             `"replace"`: it takes the place of the pair's batch negative (3B VTM pairs); `"add"`: it is an extra VTM
             pair next to the batch negative (up to 5B pairs), so VTM keeps its batch negatives as well.
+        vtm_contrast_captions (`bool`, defaults to `False`): when a batch carries contrast captions (a pair's
+            caption rewritten to be false of its video, e.g. its motion reversed; `VideoTextCollator`'s
+            `contrast_captions`), each is one more VTM pair (contrast, the pair's video) labelled no-match, as
+            NegCLIP (Yuksekgonul et al. 2023) and Verbs in Action (Momeni et al. 2023) add swapped-word captions as
+            hard negatives. Not in VindLU or T2V2T.
+        vtc_contrast_captions (`bool`, defaults to `False`): the same contrasts as extra negative texts of every
+            video in VTC's video-to-text direction (NegCLIP's use), local to each process.
         vtc_loss_weight, vtm_loss_weight, mlm_loss_weight (`float`): weights of the loss terms.
         rerank_score (`str`, defaults to `"vtm+vtc"`): the score a reranked pair gets. `"vtm"`: the VTM match logit
             alone (VindLU); `"vtm+vtc"`: the VTM log-odds (match minus no-match logit) plus the VTC logit
@@ -276,6 +283,8 @@ class T2V2TConfig(PreTrainedConfig):
     vtm_hard_negatives: bool = True
     vtm_labelled_negative_prob: float = 0.0
     vtm_labelled_negative_mode: str = "replace"
+    vtm_contrast_captions: bool = False
+    vtc_contrast_captions: bool = False
     vtc_loss_weight: float = 1.0
     vtm_loss_weight: float = 1.0
     mlm_loss_weight: float = 1.0
@@ -309,7 +318,9 @@ class T2V2TConfig(PreTrainedConfig):
         check.number("initializer_range", 0, low_open=True)
         check.number("vtm_labelled_negative_prob", 0, 1)
         check.boolean("vtm_hard_negatives", "gather_distributed", "tie_word_embeddings", "fusion_frame_embedding",
-                      "fusion_patch_embedding")
+                      "fusion_patch_embedding", "vtm_contrast_captions", "vtc_contrast_captions")
+        check.require(not (self.vtm_contrast_captions and not self.has_joint_encoder), "vtm_contrast_captions",
+                      "needs a joint encoder; fusion_mode='none' (dual encoder) has none")
         for marker in ("fusion_frame_embedding", "fusion_patch_embedding"):
             check.number(f"{marker}_init_std", 0)
             check.require(not (getattr(self, marker) and not self.has_joint_encoder), marker,

@@ -63,6 +63,8 @@ def vtc_loss(
     temperature: torch.Tensor,
     video_ids: torch.Tensor | None = None,
     gather: bool = True,
+    contrast_text_embeds: torch.Tensor | None = None,
+    contrast_pair_index: torch.Tensor | None = None,
 ) -> torch.Tensor:
     """
     Symmetric video-text contrastive loss with multi-positive targets.
@@ -73,6 +75,11 @@ def vtc_loss(
         video_ids: (B,) integer id of each pair's video; captions of the same video are all positives
             (targets spread evenly over them). `None`: every pair is its own video.
         gather: use the other processes' pairs as extra negatives when running distributed.
+        contrast_text_embeds: optional (M, E) normalised embeddings of contrast captions (a caption rewritten to be
+            false of its video), with contrast_pair_index (M,) the local pair each belongs to: extra columns of the
+            video-to-text direction, negatives of the videos whose id is that pair's (NegCLIP's hard negative
+            captions). A contrast may be true of another video of the batch (e.g. the twin with the reversed
+            motion), so it is masked out of every other video's row. Local to each process.
 
     Each process scores its own rows against all gathered columns; the mean over processes equals the
     single-process loss of the whole batch.
@@ -83,7 +90,13 @@ def vtc_loss(
     all_ids = gather_batches(video_ids, with_grad=False) if gather else video_ids
     logits_t2v = text_embeds @ all_video.T / temperature
     logits_v2t = video_embeds @ all_text.T / temperature
-    return multi_positive_cross_entropy(logits_t2v, logits_v2t, video_ids, all_ids)
+    if contrast_text_embeds is None or len(contrast_text_embeds) == 0:
+        return multi_positive_cross_entropy(logits_t2v, logits_v2t, video_ids, all_ids)
+    contrast_logits = video_embeds @ contrast_text_embeds.T / temperature
+    own = video_ids[:, None] == video_ids[contrast_pair_index][None, :]
+    contrast_logits = contrast_logits.masked_fill(~own, float("-inf"))
+    return multi_positive_cross_entropy(logits_t2v, logits_v2t, video_ids, all_ids,
+                                        extra_negatives_per_video=contrast_logits)
 
 
 def multi_positive_cross_entropy(
@@ -91,6 +104,7 @@ def multi_positive_cross_entropy(
     logits_per_video: torch.Tensor,
     video_ids: torch.Tensor,
     all_video_ids: torch.Tensor | None = None,
+    extra_negatives_per_video: torch.Tensor | None = None,
 ) -> torch.Tensor:
     """
     Symmetric contrastive cross-entropy in which every caption of a video is a positive: the loss of T2V2T (VTC),
@@ -101,6 +115,8 @@ def multi_positive_cross_entropy(
             too when distributed). logits_per_video: (B, B_all) scores of its B videos against all B_all texts.
         video_ids: (B,) video id of each local (text i, video i) pair. all_video_ids: (B_all,) ids of the columns,
             in the same order; default `video_ids` (one process).
+        extra_negatives_per_video: optional (B, M) logits of extra texts that are negatives of each video (-inf
+            where a text is not to be compared), appended to `logits_per_video` with zero target.
     Returns:
         The mean of the two directions' cross-entropies, each averaged over rows. Row i's target spreads evenly over
         the columns whose id equals `video_ids[i]` (pair i itself among them).
@@ -111,7 +127,14 @@ def multi_positive_cross_entropy(
     # F.cross_entropy with probability targets is the same quantity, but it sums over all rows before dividing,
     # which moves the result by about 1e-7; written out, the loss stays bitwise what each model computed before.
     loss_t2v = -(F.log_softmax(logits_per_text, dim=1) * targets).sum(dim=1).mean()
-    loss_v2t = -(F.log_softmax(logits_per_video, dim=1) * targets).sum(dim=1).mean()
+    if extra_negatives_per_video is not None:
+        logits_per_video = torch.cat([logits_per_video, extra_negatives_per_video], dim=1)
+        targets_per_video = F.pad(targets, (0, extra_negatives_per_video.shape[1]))
+        # -inf columns have zero target: 0 * -inf would be nan, so they are left out of the sum.
+        log_probs = F.log_softmax(logits_per_video, dim=1).masked_fill(targets_per_video == 0, 0.0)
+        loss_v2t = -(log_probs * targets_per_video).sum(dim=1).mean()
+    else:
+        loss_v2t = -(F.log_softmax(logits_per_video, dim=1) * targets).sum(dim=1).mean()
     return (loss_t2v + loss_v2t) / 2
 
 

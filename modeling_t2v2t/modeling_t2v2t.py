@@ -615,11 +615,12 @@ class T2V2TModel(T2V2TPreTrainedModel):
 
     # ----- training -------------------------------------------------------------------------------------------
     def vtm_loss(self, text: T2V2TTextEncoding, video: T2V2TVideoEncoding, similarity, video_ids,
-                 labelled_negatives=None):
+                 labelled_negatives=None, contrast_text: T2V2TTextEncoding | None = None, contrast_pair_index=None):
         """VTM on every positive pair plus one hard negative video per text and one hard negative text per video
         (3B pairs when every pair has a negative in the batch); `labelled_negatives` as in `forward`: with
         `vtm_labelled_negative_mode` "replace" a drawn labelled negative takes the batch negative's place, with
-        "add" it is one more negative pair (up to 5B pairs)."""
+        "add" it is one more negative pair (up to 5B pairs). `contrast_text` (M rows, the captions' padded length)
+        and `contrast_pair_index` (M,): each contrast caption is one more negative pair with its pair's video."""
         batch = similarity.shape[0]
         labelled_probability = self.config.vtm_labelled_negative_prob if labelled_negatives is not None else 0.0
         add_labelled = labelled_probability > 0 and self.config.vtm_labelled_negative_mode == "add"
@@ -637,8 +638,14 @@ class T2V2TModel(T2V2TPreTrainedModel):
                 labelled_negatives, video_ids, labelled_probability)
             text_index += [arange[with_video], labelled_texts[with_text]]
             video_index += [labelled_videos[with_video], arange[with_text]]
+        text_states, text_mask = text.text_states, text.attention_mask
+        if contrast_text is not None and len(contrast_pair_index):
+            text_index.append(batch + torch.arange(len(contrast_pair_index), device=similarity.device))
+            video_index.append(contrast_pair_index)
+            text_states = torch.cat([text_states, contrast_text.text_states])
+            text_mask = torch.cat([text_mask, contrast_text.attention_mask])
         text_index, video_index = torch.cat(text_index), torch.cat(video_index)
-        fused, _ = self.fuse(text.text_states, text.attention_mask, video.video_tokens, cls_only=True,
+        fused, _ = self.fuse(text_states, text_mask, video.video_tokens, cls_only=True,
                              text_index=text_index, video_index=video_index)
         logits = self.itm_head(fused[:, 0])
         labels = torch.zeros(len(text_index), dtype=torch.long, device=similarity.device)
@@ -655,15 +662,53 @@ class T2V2TModel(T2V2TPreTrainedModel):
                 "labelled_negatives were passed but are unused: they choose VTM negatives, and this model has "
                 f"{'no joint encoder' if not self.config.has_joint_encoder else 'vtm_labelled_negative_prob 0'}.")
 
+    def _used_contrasts(self, contrast_input_ids, contrast_attention_mask, contrast_pair_index, input_ids,
+                        return_loss) -> bool:
+        """Whether this forward uses contrast captions; a clear error for inconsistent ones, and one warning when
+        they are passed but no loss uses them."""
+        given = [value is not None for value in (contrast_input_ids, contrast_attention_mask, contrast_pair_index)]
+        if not any(given):
+            return False
+        if not all(given):
+            raise ValueError("Contrast captions need contrast_input_ids, contrast_attention_mask and "
+                             "contrast_pair_index together.")
+        contrasts, length = contrast_input_ids.shape[0], input_ids.shape[1]
+        if tuple(contrast_input_ids.shape) != (contrasts, length) or contrast_attention_mask.shape != \
+                contrast_input_ids.shape or tuple(contrast_pair_index.shape) != (contrasts,):
+            raise ValueError(f"contrast_input_ids and contrast_attention_mask must be (M, {length}) like input_ids "
+                             f"(same padded length) and contrast_pair_index (M,); got {tuple(contrast_input_ids.shape)}, "
+                             f"{tuple(contrast_attention_mask.shape)} and {tuple(contrast_pair_index.shape)}.")
+        if contrasts and not 0 <= int(contrast_pair_index.min()) <= int(contrast_pair_index.max()) < len(input_ids):
+            raise ValueError(f"contrast_pair_index must index the batch's {len(input_ids)} pairs, got values from "
+                             f"{int(contrast_pair_index.min())} to {int(contrast_pair_index.max())}.")
+        if not (self.config.vtm_contrast_captions or self.config.vtc_contrast_captions):
+            logger.warning_once("Contrast captions were passed but are unused: this model has vtm_contrast_captions "
+                                "and vtc_contrast_captions both off.")
+            return False
+        return bool(return_loss) and contrasts > 0
+
     def _forward_with_encodings(
         self, input_ids, attention_mask, pixel_values_videos, video_ids, token_type_ids, return_loss,
-        labelled_negatives=None,
+        labelled_negatives=None, contrast_input_ids=None, contrast_attention_mask=None, contrast_pair_index=None,
     ) -> tuple[T2V2TOutput, T2V2TTextEncoding, T2V2TVideoEncoding]:
         if input_ids is None or pixel_values_videos is None:
             raise ValueError("T2V2TModel.forward needs both input_ids and pixel_values_videos.")
         if attention_mask is None:
             attention_mask = torch.ones_like(input_ids)
-        text = self.encode_text(input_ids, attention_mask, token_type_ids)
+        contrast_text = None
+        if self._used_contrasts(contrast_input_ids, contrast_attention_mask, contrast_pair_index, input_ids,
+                                return_loss):
+            # One text pass for captions and contrasts: each row is encoded on its own, so this is the same as two.
+            token_types = None if token_type_ids is None else torch.cat(
+                [token_type_ids, torch.zeros_like(contrast_input_ids)])
+            both = self.encode_text(torch.cat([input_ids, contrast_input_ids]),
+                                    torch.cat([attention_mask, contrast_attention_mask.to(attention_mask.dtype)]),
+                                    token_types)
+            captions = torch.arange(len(input_ids), device=input_ids.device)
+            text, contrast_text = both.select(captions), both.select(captions.new_tensor(
+                range(len(input_ids), len(both.text_embeds))))
+        else:
+            text = self.encode_text(input_ids, attention_mask, token_type_ids)
         video = self.encode_video(pixel_values_videos)
         logits_per_text = text.text_embeds @ video.video_embeds.T / self.temperature
 
@@ -677,11 +722,17 @@ class T2V2TModel(T2V2TPreTrainedModel):
             ids = prepare_video_ids(video_ids, input_ids.shape[0], input_ids.device)
             if labelled_negatives is not None:
                 self._check_labelled_negatives(labelled_negatives, input_ids.shape[0])
+            vtc_contrasts = contrast_text is not None and self.config.vtc_contrast_captions
             loss_vtc = vtc_loss(text.text_embeds, video.video_embeds, self.temperature, ids,
-                                gather=self.config.gather_distributed)
+                                gather=self.config.gather_distributed,
+                                contrast_text_embeds=contrast_text.text_embeds if vtc_contrasts else None,
+                                contrast_pair_index=contrast_pair_index if vtc_contrasts else None)
             loss = self.config.vtc_loss_weight * loss_vtc
             if self.config.has_joint_encoder:
-                loss_vtm, vtm_logits = self.vtm_loss(text, video, logits_per_text.detach(), ids, labelled_negatives)
+                vtm_contrasts = contrast_text is not None and self.config.vtm_contrast_captions
+                loss_vtm, vtm_logits = self.vtm_loss(
+                    text, video, logits_per_text.detach(), ids, labelled_negatives,
+                    contrast_text if vtm_contrasts else None, contrast_pair_index if vtm_contrasts else None)
                 loss = loss + self.config.vtm_loss_weight * loss_vtm
         elif self.config.has_joint_encoder and input_ids.shape[0] == pixel_values_videos.shape[0]:
             # Aligned pairs use each video once: a per-video cache would not be reused, so the reference path.
@@ -705,6 +756,9 @@ class T2V2TModel(T2V2TPreTrainedModel):
         return_loss: bool | None = None,
         return_dict: bool | None = None,
         labelled_negatives: torch.BoolTensor | None = None,
+        contrast_input_ids: torch.LongTensor | None = None,
+        contrast_attention_mask: torch.Tensor | None = None,
+        contrast_pair_index: torch.LongTensor | None = None,
     ) -> T2V2TOutput | tuple:
         r"""
         Args:
@@ -717,10 +771,14 @@ class T2V2TModel(T2V2TPreTrainedModel):
             labelled_negatives (`(B, B)` bool, *optional*, training only): True at (i, j) when the video of pair j
                 is a hard negative of the caption of pair i that the data names (e.g. `VideoTextCollator`'s
                 `labelled_negatives`); VTM draws them with probability `config.vtm_labelled_negative_prob`.
+            contrast_input_ids, contrast_attention_mask (`(M, N)`, *optional*, training only), contrast_pair_index
+                (`(M,)`): contrast captions, each a pair's caption rewritten to be false of its video, padded like
+                `input_ids` (e.g. `VideoTextCollator`'s `contrast_captions`); hard negative texts of that pair's
+                video in VTM (`config.vtm_contrast_captions`) and/or VTC (`config.vtc_contrast_captions`).
         """
         output, _, _ = self._forward_with_encodings(
             input_ids, attention_mask, pixel_values_videos, video_ids, token_type_ids, return_loss,
-            labelled_negatives,
+            labelled_negatives, contrast_input_ids, contrast_attention_mask, contrast_pair_index,
         )
         return_dict = return_dict if return_dict is not None else self.config.return_dict
         return output if return_dict else output.to_tuple()
@@ -784,6 +842,9 @@ class T2V2TForPreTraining(T2V2TPreTrainedModel):
         return_loss: bool | None = None,
         return_dict: bool | None = None,
         labelled_negatives: torch.BoolTensor | None = None,
+        contrast_input_ids: torch.LongTensor | None = None,
+        contrast_attention_mask: torch.Tensor | None = None,
+        contrast_pair_index: torch.LongTensor | None = None,
     ) -> T2V2TForPreTrainingOutput | tuple:
         r"""
         Args: as `T2V2TModel.forward`, plus
@@ -794,7 +855,7 @@ class T2V2TForPreTraining(T2V2TPreTrainedModel):
             attention_mask = torch.ones_like(input_ids)
         base, _, video = self.t2v2t._forward_with_encodings(
             input_ids, attention_mask, pixel_values_videos, video_ids, token_type_ids, return_loss,
-            labelled_negatives,
+            labelled_negatives, contrast_input_ids, contrast_attention_mask, contrast_pair_index,
         )
         loss, loss_mlm = base.loss, None
         if return_loss:

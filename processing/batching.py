@@ -75,13 +75,20 @@ class VideoTextCollator:
             of each video's captions (e.g. `processing.builders.synthetic.synthetic_twins`). Training batches then
             carry `labelled_negatives`, a (B, B) bool tensor, True at (i, j) when pair j's video is one of pair
             i's; T2V2T's VTM draws from them (`T2V2TConfig.vtm_labelled_negative_prob`).
+        contrast_captions: optional `{video_index: {caption: contrast captions}}`: rewrites of a caption that are
+            false of its video (e.g. `processing.builders.synthetic.synthetic_contrast_captions`). Training
+            batches then carry one contrast, drawn at random, for each pair that has one: `contrast_input_ids` and
+            `contrast_attention_mask` (M, N), tokenised with the captions (same N), and `contrast_pair_index` (M,),
+            the pair each belongs to; T2V2T uses them as hard negative texts of that pair's video
+            (`T2V2TConfig.vtm_contrast_captions`, `vtc_contrast_captions`).
 
     Images (`media_type="image"`) are 1-frame clips; a batch must not mix images and videos (group them).
     """
 
     def __init__(self, processor, num_frames: int | None = None, train: bool = True, backend: str = "pyav",
                  skip_bad: bool = False, max_words: int | None = None, return_loss: bool = True,
-                 cache_bytes: int = 0, labelled_negatives: dict[int, set[int]] | None = None):
+                 cache_bytes: int = 0, labelled_negatives: dict[int, set[int]] | None = None,
+                 contrast_captions: dict[int, dict[str, list[str]]] | None = None):
         self.processor = processor
         self.num_frames = num_frames or processor.video_processor.num_frames
         self.train = train
@@ -94,6 +101,8 @@ class VideoTextCollator:
             raise ValueError(f"cache_bytes must be >= 0, got {cache_bytes}.")
         self.cache_bytes = cache_bytes
         self.labelled_negatives = labelled_negatives
+        self.contrast_captions = contrast_captions
+        self.num_contrasts_cut = 0
         self._rng = None  # created on first use, in the process (DataLoader worker) that decodes
         self._cache = None  # likewise: each decoding process keeps its own
 
@@ -139,15 +148,43 @@ class VideoTextCollator:
         for row, caption in zip(kept, captions):
             if not caption:
                 raise ValueError(f"The caption of {row['video']} is empty after cleaning: {row['caption']!r}")
+        contrasts, contrast_pairs = self._draw_contrasts(kept, captions)
         # Pad to the longest caption of the batch, not to max_length: padded positions are masked out, so the result
         # is the same and the text and fusion layers do less work (synthetic captions are ~12 of 32 tokens).
-        batch = dict(self.processor(text=captions, videos=clips, do_sample_frames=False, padding="longest"))
+        batch = dict(self.processor(text=captions + contrasts, videos=clips, do_sample_frames=False,
+                                    padding="longest"))
+        if self.contrast_captions is not None:
+            for key in ("input_ids", "attention_mask"):
+                batch[f"contrast_{key}"] = batch[key][len(captions):]
+                batch[key] = batch[key][:len(captions)]
+            batch["contrast_pair_index"] = torch.tensor(contrast_pairs, dtype=torch.long)
         batch["video_ids"] = torch.tensor([row["video_index"] for row in kept], dtype=torch.long)
         if self.labelled_negatives is not None:
             batch["labelled_negatives"] = labelled_negative_mask(batch["video_ids"].tolist(), self.labelled_negatives)
         if self.return_loss:
             batch["return_loss"] = True
         return {**batch, **skipped}
+
+
+    def _draw_contrasts(self, rows: list[dict], captions: list[str]) -> tuple[list[str], list[int]]:
+        """One contrast caption (cleaned like the captions) per pair that has one, and the index of its pair."""
+        if self.contrast_captions is None:
+            return [], []
+        contrasts, pairs = [], []
+        for position, (row, caption) in enumerate(zip(rows, captions)):
+            choices = self.contrast_captions.get(row["video_index"], {}).get(row["caption"], [])
+            if choices:
+                contrast = clean_caption(choices[int(self._generator().integers(len(choices)))], self.max_words)
+                if contrast == caption:  # max_words cut off the words that differed: no contrast left
+                    self.num_contrasts_cut += 1
+                    if self.num_contrasts_cut == 1:
+                        logger.warning("A contrast caption of %s equals its caption after cleaning to max_words=%s "
+                                       "(%r); such pairs get no contrast (counted in num_contrasts_cut).",
+                                       row["video"], self.max_words, caption)
+                    continue
+                contrasts.append(contrast)
+                pairs.append(position)
+        return contrasts, pairs
 
 
 class EpochBatchSampler(torch.utils.data.Sampler):

@@ -7,6 +7,7 @@ from dataclasses import dataclass, field
 
 from processing.builders import BUILDERS, check_arguments
 from processing.synthetic.scenes import FACTORS
+from processing.synthetic.contrast_captions import CONTRAST_FACTORS
 from training.retrieval_trainer import CPU_TRAINING_ATTENTION
 
 
@@ -211,6 +212,12 @@ class DataArguments:
                 "[\"motion\", \"order\"]) and that base are each other's labelled VTM negatives, drawn with "
                 "probability model_config vtm_labelled_negative_prob (which must then be > 0); needs "
                 "batch_groups \"family\", so that twins share a batch."})
+    contrast_caption_factors: list[str] | None = field(default=None, metadata={
+        "help": "Synthetic benchmark only: each training caption also gets a contrast caption, the same sentence "
+                "made false of its video in one of these factors (\"motion\": an action reversed, \"order\": the "
+                "two events swapped; processing.synthetic.contrast_captions), drawn at random per pair and used as "
+                "a hard negative text of the pair's video by model_config vtm_contrast_captions (VTM) and/or "
+                "vtc_contrast_captions (VTC), one of which must then be true."})
 
     def __post_init__(self):
         if self.train_data is None:
@@ -250,6 +257,15 @@ class DataArguments:
             if self.batch_groups != "family":
                 raise ValueError("--labelled_negative_factors needs --batch_groups family: a video's twin is only "
                                  "in its batch when batches hold whole families.")
+        contrast = self.contrast_caption_factors
+        if isinstance(contrast, list) and len(contrast) == 1 and str(contrast[0]).lstrip().startswith("["):
+            contrast = contrast[0]
+        self.contrast_caption_factors = parse_json_argument(contrast, "contrast_caption_factors", (list,))
+        if self.contrast_caption_factors is not None:
+            unknown = [factor for factor in self.contrast_caption_factors if factor not in CONTRAST_FACTORS]
+            if unknown or not self.contrast_caption_factors:
+                raise ValueError(f"--contrast_caption_factors {self.contrast_caption_factors!r} must name factors "
+                                 f"from {list(CONTRAST_FACTORS)}, or be left out.")
         if self.decoded_cache_mb < 0:
             raise ValueError(f"--decoded_cache_mb must be >= 0 (0 = off), got {self.decoded_cache_mb}.")
 

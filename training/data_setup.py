@@ -13,7 +13,7 @@ import datasets
 
 from processing.batching import MediaTypeBatchSampler, VideoTextCollator, caption_pairs, retrieval_loaders
 from processing.builders import build
-from processing.builders.synthetic import synthetic_families, synthetic_twins
+from processing.builders.synthetic import synthetic_contrast_captions, synthetic_families, synthetic_twins
 from processing.group_batching import GroupBatchSampler
 
 from .arguments import DataArguments
@@ -83,15 +83,20 @@ def warn_shared_videos(train: datasets.Dataset, validation: datasets.Dataset | N
 def training_collator(args: DataArguments, processor, num_frames: int | None = None,
                       videos: datasets.Dataset | None = None) -> VideoTextCollator:
     """The training collator; with `args.labelled_negative_factors` it also marks each batch's labelled VTM
-    negatives, which needs the training `videos` (their row is a pair's `video_index`)."""
-    labelled = None
+    negatives, and with `args.contrast_caption_factors` it adds contrast captions; both need the training `videos`
+    (their row is a pair's `video_index`)."""
+    labelled = contrasts = None
+    for name in ("labelled_negative_factors", "contrast_caption_factors"):
+        if getattr(args, name) is not None and videos is None:
+            raise ValueError(f"training_collator: --{name} needs the training videos.")
     if args.labelled_negative_factors is not None:
-        if videos is None:
-            raise ValueError("training_collator: --labelled_negative_factors needs the training videos.")
         labelled = labelled_negatives(args, videos)
+    if args.contrast_caption_factors is not None:
+        contrasts = contrast_captions(args, videos)
     return VideoTextCollator(processor, num_frames=num_frames, train=True, backend=args.decode_backend,
                              skip_bad=args.skip_bad, max_words=args.max_words,
-                             cache_bytes=args.decoded_cache_mb * 2**20, labelled_negatives=labelled)
+                             cache_bytes=args.decoded_cache_mb * 2**20, labelled_negatives=labelled,
+                             contrast_captions=contrasts)
 
 
 def labelled_negatives(args: DataArguments, videos: datasets.Dataset) -> dict[int, set[int]]:
@@ -110,6 +115,24 @@ def labelled_negatives(args: DataArguments, videos: datasets.Dataset) -> dict[in
     logger.info("Labelled VTM negatives (%s twins): %d of %d training videos have one.",
                 "/".join(args.labelled_negative_factors), sum(1 for rows in labelled.values() if rows), len(row_of))
     return labelled
+
+
+def contrast_captions(args: DataArguments, videos: datasets.Dataset) -> dict[int, dict[str, list[str]]]:
+    """`{video row: {caption: contrast captions}}` for `--contrast_caption_factors`, from the synthetic benchmark
+    (`synthetic_contrast_captions`); other builders have none (`ValueError`)."""
+    by_video = {}
+    for spec in args.train_data:
+        if spec["builder"] != "synthetic":
+            raise ValueError(f"--contrast_caption_factors: training dataset {spec} has no contrast captions (only "
+                             "the synthetic benchmark knows what its captions would need to be false).")
+        by_video.update(synthetic_contrast_captions(args.contrast_caption_factors,
+                                                    **{key: value for key, value in spec.items() if key != "builder"}))
+    row_of = {video_id: row for row, video_id in enumerate(videos["video_id"])}
+    contrasts = {row_of[video_id]: captions for video_id, captions in by_video.items() if video_id in row_of}
+    total = sum(len(captions) for captions in videos["captions"])
+    logger.info("Contrast captions (%s): %d of %d training captions have at least one.",
+                "/".join(args.contrast_caption_factors), sum(len(captions) for captions in contrasts.values()), total)
+    return contrasts
 
 
 def gallery_loaders(args: DataArguments, processor, batch_size: int, num_workers: int):
@@ -181,4 +204,4 @@ def media_batch_sampler(pairs: datasets.Dataset, batch_size: int, seed: int, dro
 
 
 __all__ = ["build_training_data", "build_split", "training_collator", "gallery_loaders",
-           "media_batch_sampler", "train_batch_sampler", "neighbour_regroup_callback", "labelled_negatives", "video_groups", "shared_videos", "warn_shared_videos"]
+           "media_batch_sampler", "train_batch_sampler", "neighbour_regroup_callback", "labelled_negatives", "contrast_captions", "video_groups", "shared_videos", "warn_shared_videos"]

@@ -109,6 +109,18 @@ def check_labelled_negatives(data_args: DataArguments, config) -> None:
                        "negatives as if it were 0.", probability)
 
 
+def check_contrast_captions(data_args: DataArguments, config) -> None:
+    """Contrast captions need a model that uses them; a model that would use them is told when none come."""
+    used = [name for name in ("vtm_contrast_captions", "vtc_contrast_captions") if getattr(config, name, False)]
+    if data_args.contrast_caption_factors is not None and not used:
+        raise ValueError("--contrast_caption_factors adds contrast captions, but this model would not use them: it "
+                         "needs a T2V2T config with model_config vtm_contrast_captions or vtc_contrast_captions true "
+                         f"(got {type(config).__name__} with neither).")
+    if data_args.contrast_caption_factors is None and used:
+        logger.warning("%s is on but no --contrast_caption_factors are given: training sees no contrast captions.",
+                       " and ".join(used))
+
+
 def main(argv=None, pretraining: bool = False, description: str = DESCRIPTION, examples: str = EXAMPLES):
     argv = sys.argv[1:] if argv is None else argv
     (model_args, data_args, training_args), run_config = parse_arguments(
@@ -147,6 +159,7 @@ def main(argv=None, pretraining: bool = False, description: str = DESCRIPTION, e
             captions=[clean_caption(caption, data_args.max_words) for caption in train_pairs["caption"]])
 
     check_labelled_negatives(data_args, model.config)
+    check_contrast_captions(data_args, model.config)
 
     batch_sampler = train_batch_sampler(data_args, train_videos, train_pairs, training_args.per_device_train_batch_size,
                                         training_args.seed, training_args.dataloader_drop_last)

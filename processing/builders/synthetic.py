@@ -13,6 +13,7 @@ import json
 
 from ..schema import FAMILY_COLUMNS, AnnotationError
 from ..synthetic.benchmark import DEFAULT_NUM_VIDEOS, SPLITS, ensure_benchmark
+from ..synthetic.contrast_captions import CONTRAST_FACTORS, contrast_captions
 from ..synthetic.scenes import FACTORS
 from .common import argument_error
 from .vindlu import build_vindlu_json
@@ -81,6 +82,24 @@ def synthetic_twins(factors, split: str = "train", **benchmark_kwargs) -> dict[s
     return twins
 
 
+def synthetic_contrast_captions(factors, split: str = "train", **benchmark_kwargs) -> dict[str, dict[str, list[str]]]:
+    """`{video_id: {caption: its contrast captions}}` for one split: each caption rewritten to be false of its video
+    in one of `factors` (`"motion"`: an action reversed, `"order"`: the two events swapped; see
+    `processing.synthetic.contrast_captions`). Captions without a contrast are left out. `benchmark_kwargs` as
+    `split_metadata`'s."""
+    unknown = sorted(set(factors) - set(CONTRAST_FACTORS))
+    if unknown or not factors:
+        raise ValueError(f"synthetic_contrast_captions: factors {list(factors)!r} must be a non-empty list drawn from "
+                         f"{CONTRAST_FACTORS}" + (f" ({unknown} are not contrast factors)." if unknown else "."))
+    contrasts: dict[str, dict[str, list[str]]] = {}
+    for video in split_metadata(split, **benchmark_kwargs):
+        for caption in video["captions"]:
+            found = contrast_captions(video["scene"], caption, factors)
+            if found:
+                contrasts.setdefault(video["video"], {})[caption["text"]] = found
+    return contrasts
+
+
 def add_family_columns(dataset, metadata_file: str, paragraph: bool = False):
     """The dataset with the `FAMILY_COLUMNS` of each of its videos, read from the benchmark's `metadata.json`
     (rows are matched by their relative video path, captions by their text; a paragraph is never partial)."""
@@ -103,4 +122,5 @@ def add_family_columns(dataset, metadata_file: str, paragraph: bool = False):
     return dataset
 
 
-__all__ = ["build_synthetic", "add_family_columns", "synthetic_families", "synthetic_twins", "split_metadata"]
+__all__ = ["build_synthetic", "add_family_columns", "synthetic_families", "synthetic_twins",
+           "synthetic_contrast_captions", "split_metadata"]
