@@ -240,8 +240,9 @@ class T2V2TConfig(PreTrainedConfig):
             `contrast_captions`), each is one more VTM pair (contrast, the pair's video) labelled no-match, as
             NegCLIP (Yuksekgonul et al. 2023) and Verbs in Action (Momeni et al. 2023) add swapped-word captions as
             hard negatives. Not in VindLU or T2V2T.
-        vtc_contrast_captions (`bool`, defaults to `False`): the same contrasts as extra negative texts of every
-            video in VTC's video-to-text direction (NegCLIP's use), local to each process.
+        vtc_contrast_captions (`bool`, defaults to `False`): each contrast as one more negative text of its
+            caption's video (of no other: a contrast may be true of another video of the batch, such as the twin
+            with the reversed motion) in VTC's video-to-text direction (NegCLIP's use), local to each process.
         vtc_loss_weight, vtm_loss_weight, mlm_loss_weight (`float`): weights of the loss terms.
         rerank_score (`str`, defaults to `"vtm+vtc"`): the score a reranked pair gets. `"vtm"`: the VTM match logit
             alone (VindLU); `"vtm+vtc"`: the VTM log-odds (match minus no-match logit) plus the VTC logit

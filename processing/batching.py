@@ -165,7 +165,6 @@ class VideoTextCollator:
             batch["return_loss"] = True
         return {**batch, **skipped}
 
-
     def _draw_contrasts(self, rows: list[dict], captions: list[str]) -> tuple[list[str], list[int]]:
         """One contrast caption (cleaned like the captions) per pair that has one, and the index of its pair."""
         if self.contrast_captions is None:
