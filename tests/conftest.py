@@ -1,8 +1,11 @@
 """Test-wide settings: everything runs offline; nothing may reach a hub."""
 
+import json
 import os
 import sys
 from pathlib import Path
+
+import pytest
 
 for name, value in {
     "HF_HUB_OFFLINE": "1",
@@ -24,3 +27,17 @@ if "torch" in sys.modules:  # a plugin imported torch before this file: set its 
 # The Space's modules (app.py, inference.py, prepare_assets.py) import each other as top-level modules, as they do on
 # Spaces; the demo tests import them the same way.
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "spaces_demo"))
+
+
+@pytest.fixture(scope="session")
+def tiny_train_benchmark(tmp_path_factory):
+    """A 24-video synthetic benchmark rendered once per session (4 frames of 32 px): the training-split dataset spec
+    (`{"builder": "synthetic", ...}`) and its `metadata.json` videos. Not named `benchmark`: pytest-benchmark, where
+    installed, owns that fixture name."""
+    out = tmp_path_factory.mktemp("synthetic")
+    spec = {"builder": "synthetic", "split": "train", "out_dir": str(out), "num_videos": 24, "seed": 0,
+            "workers": 1, "progress": False, "frames": 4, "size": 32}
+    from processing.synthetic.benchmark import ensure_benchmark
+
+    ensure_benchmark(str(out), num_videos=24, seed=0, frames=4, size=32, workers=1, progress=False)
+    return spec, json.loads((out / "metadata.json").read_text())["videos"]

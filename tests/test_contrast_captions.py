@@ -72,12 +72,9 @@ def test_a_rewrite_that_is_true_of_the_video_or_impossible_is_no_contrast():
 
 
 @pytest.fixture(scope="module")
-def contrast_benchmark(tmp_path_factory):
-    out = tmp_path_factory.mktemp("synthetic")
-    spec = {"builder": "synthetic", "split": "train", "out_dir": str(out), "num_videos": 24, "seed": 0,
-            "workers": 1, "progress": False, "frames": 4, "size": 32}
+def contrast_benchmark(tiny_train_benchmark):
+    spec, metadata = tiny_train_benchmark
     contrasts = synthetic_contrast_captions(["motion", "order"], **{k: v for k, v in spec.items() if k != "builder"})
-    metadata = json.loads((out / "metadata.json").read_text())["videos"]
     return spec, contrasts, metadata
 
 

@@ -59,13 +59,9 @@ def test_the_collator_mask_marks_each_pairs_labelled_videos():
 
 
 @pytest.fixture(scope="module")
-# Not named `benchmark`: pytest-benchmark, where installed, owns that fixture name.
-def twin_benchmark(tmp_path_factory):
-    out = tmp_path_factory.mktemp("synthetic")
-    spec = {"builder": "synthetic", "split": "train", "out_dir": str(out), "num_videos": 24, "seed": 0,
-            "workers": 1, "progress": False, "frames": 4, "size": 32}
+def twin_benchmark(tiny_train_benchmark):
+    spec, metadata = tiny_train_benchmark
     twins = synthetic_twins(["motion", "order"], **{k: v for k, v in spec.items() if k != "builder"})
-    metadata = json.loads((out / "metadata.json").read_text())["videos"]
     return spec, twins, metadata
 
 

@@ -99,16 +99,22 @@ def training_collator(args: DataArguments, processor, num_frames: int | None = N
                              contrast_captions=contrasts)
 
 
+def synthetic_training_specs(args: DataArguments, option: str, lacks: str) -> list[dict]:
+    """The builder arguments of each training dataset, all of which must be the synthetic benchmark for `option`
+    (`ValueError` naming the dataset and what it `lacks` otherwise)."""
+    for spec in args.train_data:
+        if spec["builder"] != "synthetic":
+            raise ValueError(f"{option}: training dataset {spec} {lacks}.")
+    return [{key: value for key, value in spec.items() if key != "builder"} for spec in args.train_data]
+
+
 def labelled_negatives(args: DataArguments, videos: datasets.Dataset) -> dict[int, set[int]]:
     """`{video row: rows of its labelled hard negatives}` for `--labelled_negative_factors`: the synthetic
     benchmark's twins in those factors (`synthetic_twins`); other builders label none (`ValueError`)."""
     twins = {}
-    for spec in args.train_data:
-        if spec["builder"] != "synthetic":
-            raise ValueError(f"--labelled_negative_factors: training dataset {spec} labels no hard negatives (only "
-                             "the synthetic benchmark's videos have twins).")
-        twins.update(synthetic_twins(args.labelled_negative_factors,
-                                     **{key: value for key, value in spec.items() if key != "builder"}))
+    for benchmark in synthetic_training_specs(args, "--labelled_negative_factors", "labels no hard negatives (only "
+                                              "the synthetic benchmark's videos have twins)"):
+        twins.update(synthetic_twins(args.labelled_negative_factors, **benchmark))
     row_of = {video_id: row for row, video_id in enumerate(videos["video_id"])}
     labelled = {row_of[video_id]: {row_of[twin] for twin in others if twin in row_of}
                 for video_id, others in twins.items() if video_id in row_of}
@@ -121,12 +127,9 @@ def contrast_captions(args: DataArguments, videos: datasets.Dataset) -> dict[int
     """`{video row: {caption: contrast captions}}` for `--contrast_caption_factors`, from the synthetic benchmark
     (`synthetic_contrast_captions`); other builders have none (`ValueError`)."""
     by_video = {}
-    for spec in args.train_data:
-        if spec["builder"] != "synthetic":
-            raise ValueError(f"--contrast_caption_factors: training dataset {spec} has no contrast captions (only "
-                             "the synthetic benchmark knows what its captions would need to be false).")
-        by_video.update(synthetic_contrast_captions(args.contrast_caption_factors,
-                                                    **{key: value for key, value in spec.items() if key != "builder"}))
+    for benchmark in synthetic_training_specs(args, "--contrast_caption_factors", "has no contrast captions (only "
+                                              "the synthetic benchmark knows what would make its captions false)"):
+        by_video.update(synthetic_contrast_captions(args.contrast_caption_factors, **benchmark))
     row_of = {video_id: row for row, video_id in enumerate(videos["video_id"])}
     contrasts = {row_of[video_id]: captions for video_id, captions in by_video.items() if video_id in row_of}
     total = sum(len(captions) for captions in videos["captions"])
