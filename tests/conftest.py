@@ -1,4 +1,4 @@
-"""Test-wide settings: everything runs offline; nothing may reach a hub."""
+"""Test-wide settings (everything runs offline; nothing may reach a hub) and fixtures shared across modules."""
 
 import json
 import os
