@@ -76,8 +76,9 @@ class VideoTextCollator:
             carry `labelled_negatives`, a (B, B) bool tensor, True at (i, j) when pair j's video is one of pair
             i's; T2V2T's VTM draws from them (`T2V2TConfig.vtm_labelled_negative_prob`).
         contrast_captions: optional `{video_index: {caption: contrast captions}}`: rewrites of a caption that are
-            false of its video (e.g. `processing.builders.synthetic.synthetic_contrast_captions`). Training
-            batches then carry one contrast, drawn at random, for each pair that has one: `contrast_input_ids` and
+            false of its video (e.g. `processing.builders.synthetic.synthetic_contrast_captions`), or a list of
+            such maps (e.g. one per factor). Training batches then carry one contrast, drawn at random from each
+            map, for each pair that has one there: `contrast_input_ids` and
             `contrast_attention_mask` (M, N), tokenised with the captions (same N), and `contrast_pair_index` (M,),
             the pair each belongs to; T2V2T uses them as hard negative texts of that pair's video
             (`T2V2TConfig.vtm_contrast_captions`, `vtc_contrast_captions`).
@@ -88,7 +89,8 @@ class VideoTextCollator:
     def __init__(self, processor, num_frames: int | None = None, train: bool = True, backend: str = "pyav",
                  skip_bad: bool = False, max_words: int | None = None, return_loss: bool = True,
                  cache_bytes: int = 0, labelled_negatives: dict[int, set[int]] | None = None,
-                 contrast_captions: dict[int, dict[str, list[str]]] | None = None):
+                 contrast_captions: dict[int, dict[str, list[str]]] | list[dict[int, dict[str, list[str]]]]
+                 | None = None):
         self.processor = processor
         self.num_frames = num_frames or processor.video_processor.num_frames
         self.train = train
@@ -102,6 +104,7 @@ class VideoTextCollator:
         self.cache_bytes = cache_bytes
         self.labelled_negatives = labelled_negatives
         self.contrast_captions = contrast_captions
+        self._contrast_groups = [contrast_captions] if isinstance(contrast_captions, dict) else contrast_captions
         self.num_contrasts_cut = 0
         self._rng = None  # created on first use, in the process (DataLoader worker) that decodes
         self._cache = None  # likewise: each decoding process keeps its own
@@ -166,13 +169,16 @@ class VideoTextCollator:
         return {**batch, **skipped}
 
     def _draw_contrasts(self, rows: list[dict], captions: list[str]) -> tuple[list[str], list[int]]:
-        """One contrast caption (cleaned like the captions) per pair that has one, and the index of its pair."""
+        """One contrast caption (cleaned like the captions) from each contrast map per pair that has one there, and
+        the index of its pair."""
         if self.contrast_captions is None:
             return [], []
         contrasts, pairs = [], []
         for position, (row, caption) in enumerate(zip(rows, captions)):
-            choices = self.contrast_captions.get(row["video_index"], {}).get(row["caption"], [])
-            if choices:
+            for group in self._contrast_groups:
+                choices = group.get(row["video_index"], {}).get(row["caption"], [])
+                if not choices:
+                    continue
                 contrast = clean_caption(choices[int(self._generator().integers(len(choices)))], self.max_words)
                 if contrast == caption:  # max_words cut off the words that differed: no contrast left
                     self.num_contrasts_cut += 1

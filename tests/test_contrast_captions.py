@@ -102,6 +102,12 @@ def test_the_training_collator_gets_them_by_video_row(contrast_benchmark):
     _, _, _, videos = build_training_data(args, return_videos=True)
     row_of = {video_id: row for row, video_id in enumerate(videos["video_id"])}
     assert rows_contrasts(args, videos) == {row_of[video]: captions for video, captions in contrasts.items()}
+    # per_factor: one map per factor, each holding that factor's rewrites (the collator draws from each).
+    args.contrast_caption_draw = "per_factor"
+    benchmark = {k: v for k, v in spec.items() if k != "builder"}
+    assert rows_contrasts(args, videos) == [
+        {row_of[video]: captions for video, captions in synthetic_contrast_captions([factor], **benchmark).items()}
+        for factor in ("motion", "order")]
     with pytest.raises(ValueError, match="only the synthetic benchmark"):
         rows_contrasts(DataArguments(train_data=json.dumps([{"builder": "msrvtt", "split": "train_9k",
                                                               "video_root": "videos"}]),
@@ -116,6 +122,8 @@ def test_arguments_and_models_that_cannot_use_contrasts_are_refused(caplog):
     for bad in (["size"], "[]"):
         with pytest.raises(ValueError, match="contrast_caption_factors"):
             DataArguments(train_data=spec, contrast_caption_factors=bad)
+    with pytest.raises(ValueError, match="contrast_caption_draw 'each' is unknown"):
+        DataArguments(train_data=spec, contrast_caption_factors=["motion"], contrast_caption_draw="each")
     args = DataArguments(train_data=spec, contrast_caption_factors=["motion"])
     with pytest.raises(ValueError, match="vtm_contrast_captions or vtc_contrast_captions"):
         check_contrast_captions(args, T2V2TConfig())
@@ -150,6 +158,26 @@ def test_the_collator_tokenises_one_contrast_per_pair_with_the_captions(tmp_path
                 batch["input_ids"][i][batch["attention_mask"][i].bool()]).all() for i in range(3))
 
 
+def test_the_collator_draws_one_contrast_from_each_map(tmp_path):
+    records = []
+    for index, captions in enumerate([["a red square moves left, then grows"], ["a blue circle rises"]]):
+        path = write_grey_video(tmp_path / f"clip{index}.mp4", num_frames=8)
+        records.append((make_record(str(path), captions, f"clip{index}", "train"), f"entry {index}"))
+    rows = list(caption_pairs(build_dataset(records)[0]))
+    processor = T2V2TProcessor(T2V2TVideoProcessor(num_frames=2, size={"height": 32, "width": 32}),
+                               tiny_tokenizer(tmp_path / "tok"), max_length=16)
+    motion = {0: {"a red square moves left, then grows": ["a red square moves right, then grows"]},
+              1: {"a blue circle rises": ["a blue circle sinks"]}}
+    order = {0: {"a red square moves left, then grows": ["a red square grows, then moves left"]}}
+    batch = VideoTextCollator(processor, num_frames=2, contrast_captions=[motion, order])(rows)
+    # The first pair has one contrast in each map, the second only a motion one; each comes in map order.
+    assert batch["contrast_pair_index"].tolist() == [0, 0, 1]
+    decoded = processor.tokenizer.batch_decode(batch["contrast_input_ids"], skip_special_tokens=True)
+    expected = [motion[0][rows[0]["caption"]][0], order[0][rows[0]["caption"]][0], "a blue circle sinks"]
+    assert decoded == [processor.tokenizer.decode(processor.tokenizer(text)["input_ids"], skip_special_tokens=True)
+                       for text in expected]
+
+
 def test_vtc_contrasts_are_extra_negatives_of_their_own_video_only():
     torch.manual_seed(0)
     text, video = F.normalize(torch.randn(3, 8), dim=-1), F.normalize(torch.randn(3, 8), dim=-1)
@@ -168,6 +196,13 @@ def test_vtc_contrasts_are_extra_negatives_of_their_own_video_only():
         row_logits = torch.cat([logits_v2t[row], video[row] @ contrast[extra].T / temperature])
         v2t.append(-(F.log_softmax(row_logits, 0)[:3] * targets[row]).sum())
     assert torch.allclose(loss, (t2v + torch.stack(v2t).mean()) / 2, atol=1e-6)
+    # Two contrasts of one pair (one per factor): both join the rows of that pair's video (0 and 1), row 2 none.
+    both = vtc_loss(text, video, temperature, ids, gather=False, contrast_text_embeds=contrast,
+                    contrast_pair_index=torch.tensor([0, 0]))
+    v2t = [-(F.log_softmax(torch.cat([logits_v2t[row], video[row] @ contrast.T / temperature]), 0)[:3]
+             * targets[row]).sum() for row in (0, 1)]
+    v2t.append(-(F.log_softmax(logits_v2t[2], 0) * targets[2]).sum())
+    assert torch.allclose(both, (t2v + torch.stack(v2t).mean()) / 2, atol=1e-6)
     empty = vtc_loss(text, video, temperature, ids, gather=False, contrast_text_embeds=contrast[:0],
                      contrast_pair_index=pair_of[:0])
     assert torch.equal(empty, vtc_loss(text, video, temperature, ids, gather=False))
@@ -184,19 +219,21 @@ def contrast_inputs(config, pairs=(1, 3)):
 def test_vtm_scores_each_contrast_against_its_pairs_video_as_a_non_match():
     torch.manual_seed(0)
     model = T2V2TModel(tiny_config(vtm_contrast_captions=True, vtm_hard_negatives=False)).eval()
-    inputs, contrasts = tiny_inputs(model.config), contrast_inputs(model.config)
+    inputs = tiny_inputs(model.config)
     torch.manual_seed(5)
     plain = model(**inputs, return_loss=True)
-    torch.manual_seed(5)  # the same batch negatives
-    with_contrasts = model(**inputs, **contrasts, return_loss=True)
-    assert torch.equal(plain.loss_vtc, with_contrasts.loss_vtc)  # VTC off for contrasts
-    # VTM is a mean over pairs: 4 positives + 8 batch negatives, then the 2 contrasts (label 0) against the videos
-    # of pairs 1 and 3, scored here through the public pair scorer.
-    text = model.encode_text(contrasts["contrast_input_ids"], contrasts["contrast_attention_mask"])
-    video = model.encode_video(inputs["pixel_values_videos"]).select(contrasts["contrast_pair_index"])
-    logits = model.score_pairs(text_encoding=text, video_encoding=video, use_joint_cache=False).vtm_logits
-    contrast_loss = F.cross_entropy(logits.float(), torch.zeros(2, dtype=torch.long), reduction="sum")
-    assert torch.allclose(with_contrasts.loss_vtm, (plain.loss_vtm * 12 + contrast_loss) / 14, atol=1e-5)
+    for pairs in ((1, 3), (1, 1)):  # contrasts of two pairs, or two of one pair (one per factor)
+        contrasts = contrast_inputs(model.config, pairs)
+        torch.manual_seed(5)  # the same batch negatives
+        with_contrasts = model(**inputs, **contrasts, return_loss=True)
+        assert torch.equal(plain.loss_vtc, with_contrasts.loss_vtc)  # VTC off for contrasts
+        # VTM is a mean over pairs: 4 positives + 8 batch negatives, then the 2 contrasts (label 0) against the
+        # videos of their pairs, scored here through the public pair scorer.
+        text = model.encode_text(contrasts["contrast_input_ids"], contrasts["contrast_attention_mask"])
+        video = model.encode_video(inputs["pixel_values_videos"]).select(contrasts["contrast_pair_index"])
+        logits = model.score_pairs(text_encoding=text, video_encoding=video, use_joint_cache=False).vtm_logits
+        contrast_loss = F.cross_entropy(logits.float(), torch.zeros(2, dtype=torch.long), reduction="sum")
+        assert torch.allclose(with_contrasts.loss_vtm, (plain.loss_vtm * 12 + contrast_loss) / 14, atol=1e-5)
 
 
 def test_contrasts_are_checked_and_unused_ones_are_named(caplog):

@@ -218,6 +218,10 @@ class DataArguments:
                 "two events swapped; processing.synthetic.contrast_captions), drawn at random per pair and used as "
                 "a hard negative text of the pair's video by model_config vtm_contrast_captions (VTM) and/or "
                 "vtc_contrast_captions (VTC), one of which must then be true."})
+    contrast_caption_draw: str = field(default="one", metadata={
+        "help": "With contrast_caption_factors: \"one\" contrast per pair, drawn among the rewrites of all the "
+                "factors (a two-event caption with two reversible actions gets its order contrast a third of the "
+                "time), or \"per_factor\": one of each factor that has one (more VTM pairs per batch)."})
 
     def __post_init__(self):
         if self.train_data is None:
@@ -266,6 +270,9 @@ class DataArguments:
             if unknown or not self.contrast_caption_factors:
                 raise ValueError(f"--contrast_caption_factors {self.contrast_caption_factors!r} must name factors "
                                  f"from {list(CONTRAST_FACTORS)}, or be left out.")
+        if self.contrast_caption_draw not in ("one", "per_factor"):
+            raise ValueError(f"--contrast_caption_draw {self.contrast_caption_draw!r} is unknown: use \"one\" or "
+                             "\"per_factor\".")
         if self.decoded_cache_mb < 0:
             raise ValueError(f"--decoded_cache_mb must be >= 0 (0 = off), got {self.decoded_cache_mb}.")
 

@@ -123,19 +123,26 @@ def labelled_negatives(args: DataArguments, videos: datasets.Dataset) -> dict[in
     return labelled
 
 
-def contrast_captions(args: DataArguments, videos: datasets.Dataset) -> dict[int, dict[str, list[str]]]:
+def contrast_captions(args: DataArguments, videos: datasets.Dataset) \
+        -> dict[int, dict[str, list[str]]] | list[dict[int, dict[str, list[str]]]]:
     """`{video row: {caption: contrast captions}}` for `--contrast_caption_factors`, from the synthetic benchmark
-    (`synthetic_contrast_captions`); other builders have none (`ValueError`)."""
-    by_video = {}
-    for benchmark in synthetic_training_specs(args, "--contrast_caption_factors", "has no contrast captions (only "
-                                              "the synthetic benchmark knows what would make its captions false)"):
-        by_video.update(synthetic_contrast_captions(args.contrast_caption_factors, **benchmark))
+    (`synthetic_contrast_captions`), or with `--contrast_caption_draw per_factor` one such map per factor (the
+    collator draws one contrast from each); other builders have none (`ValueError`)."""
+    specs = synthetic_training_specs(args, "--contrast_caption_factors", "has no contrast captions (only the "
+                                     "synthetic benchmark knows what would make its captions false)")
+    groups = ([[factor] for factor in args.contrast_caption_factors] if args.contrast_caption_draw == "per_factor"
+              else [args.contrast_caption_factors])
     row_of = {video_id: row for row, video_id in enumerate(videos["video_id"])}
-    contrasts = {row_of[video_id]: captions for video_id, captions in by_video.items() if video_id in row_of}
     total = sum(len(captions) for captions in videos["captions"])
-    logger.info("Contrast captions (%s): %d of %d training captions have at least one.",
-                "/".join(args.contrast_caption_factors), sum(len(captions) for captions in contrasts.values()), total)
-    return contrasts
+    maps = []
+    for factors in groups:
+        by_video = {}
+        for benchmark in specs:
+            by_video.update(synthetic_contrast_captions(factors, **benchmark))
+        maps.append({row_of[video_id]: captions for video_id, captions in by_video.items() if video_id in row_of})
+        logger.info("Contrast captions (%s): %d of %d training captions have at least one.", "/".join(factors),
+                    sum(len(captions) for captions in maps[-1].values()), total)
+    return maps if args.contrast_caption_draw == "per_factor" else maps[0]
 
 
 def gallery_loaders(args: DataArguments, processor, batch_size: int, num_workers: int):
