@@ -291,3 +291,17 @@ def test_card_states_the_precision_the_run_trained_in(tmp_path):
     (folder / "train_results.json").write_text(json.dumps({"train_runtime": 1.0}))
     card = (build_hub_folder(folder, tmp_path / "hub3", repo_id="me/t2v2t-tiny") / "README.md").read_text()
     assert "Trained in " not in card
+
+
+def test_card_says_when_a_time_limit_cut_the_run(tmp_path):
+    folder = saved_model(tmp_path / "model", "t2v2t")
+    (folder / "training_config.json").write_text(json.dumps({**TRAINING_CONFIG, "max_steps": 40,
+                                                             "max_train_minutes": 9.5}))
+    (folder / "trainer_state.json").write_text(json.dumps({"global_step": 12, "epoch": 1.5}))
+    (folder / "train_results.json").write_text(json.dumps({"train_steps": 12, "train_configured_steps": 40}))
+    card = (build_hub_folder(folder, tmp_path / "hub", repo_id="me/t2v2t-tiny") / "README.md").read_text()
+    assert ("Trained for 12 steps (1.50 epochs). The configuration asks for 40; its time limit (`max_train_minutes`) "
+            "cut the run to the steps that fit on the training machine.") in card
+    (folder / "train_results.json").write_text(json.dumps({"train_steps": 12, "train_configured_steps": 12}))
+    card = (build_hub_folder(folder, tmp_path / "hub2", repo_id="me/t2v2t-tiny") / "README.md").read_text()
+    assert "Trained for 12 steps (1.50 epochs)." in card and "time limit" not in card

@@ -134,8 +134,22 @@ class ModelArguments:
         "help": "With --bf16, a CPU run keeps bf16 autocast only where the CPU has AMX tiles and trains in float32 "
                 "elsewhere (logged): without AMX, bf16 ran slower than float32 (benchmarks/cpu_precision_cost.py). "
                 "On GPU this setting does nothing."})
+    max_train_minutes: float | None = field(default=None, metadata={
+        "help": "Wall-clock limit on training, counted from the start of the run (data and model set-up included): "
+                "max_steps is cut to the steps that fit, planned from the step time measured as training runs, and "
+                "the learning-rate schedule follows the new length (training/time_budget.py); max_steps stays the "
+                "upper bound. None = no limit."})
+    train_time_reserve_steps: float = field(default=0.0, metadata={
+        "help": "With --max_train_minutes: time kept after the last step (its validation, the checkpoint, the test "
+                "split, and what the caller does next), in units of the measured step time, so that it scales "
+                "with the machine's speed."})
 
     def __post_init__(self):
+        if self.max_train_minutes is not None and not self.max_train_minutes > 0:
+            raise ValueError(f"--max_train_minutes must be > 0 (or left out for no limit), got "
+                             f"{self.max_train_minutes}.")
+        if not self.train_time_reserve_steps >= 0:
+            raise ValueError(f"--train_time_reserve_steps must be >= 0, got {self.train_time_reserve_steps}.")
         self.module_learning_rates = parse_json_argument(self.module_learning_rates, "module_learning_rates") or {}
         for prefix, rate in self.module_learning_rates.items():
             if isinstance(rate, bool) or not isinstance(rate, (int, float)) or rate < 0:

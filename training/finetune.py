@@ -15,6 +15,7 @@ import logging
 import os
 import shutil
 import sys
+import time
 from pathlib import Path
 
 import datasets
@@ -37,6 +38,7 @@ from training.data_setup import (build_training_data, gallery_loaders, neighbour
                                  training_collator, warn_shared_videos)
 from training.model_factory import load_model_and_processor
 from training.retrieval_trainer import RetrievalTrainer
+from training.time_budget import TrainingDeadlineCallback
 
 logger = logging.getLogger(__name__)
 
@@ -122,6 +124,7 @@ def check_contrast_captions(data_args: DataArguments, config) -> None:
 
 
 def main(argv=None, pretraining: bool = False, description: str = DESCRIPTION, examples: str = EXAMPLES):
+    started = time.time()  # --max_train_minutes counts from here
     argv = sys.argv[1:] if argv is None else argv
     (model_args, data_args, training_args), run_config = parse_arguments(
         (ModelArguments, DataArguments, TrainingArguments), argv, description=description, epilog=examples,
@@ -178,8 +181,14 @@ def main(argv=None, pretraining: bool = False, description: str = DESCRIPTION, e
                                          training_args.seed, progress=not training_args.disable_tqdm)
     if regroup is not None:
         trainer.add_callback(regroup)
+    if model_args.max_train_minutes is not None:
+        trainer.add_callback(TrainingDeadlineCallback(trainer, started + 60 * model_args.max_train_minutes,
+                                                      reserve_steps=model_args.train_time_reserve_steps))
     train_result = trainer.train(resume_from_checkpoint=resume)
     train_result.metrics["train_precision"] = training_precision(training_args)  # after --cpu_bf16_needs_amx
+    # Steps run against steps configured: fewer when --max_train_minutes cut the run.
+    train_result.metrics["train_steps"] = train_result.global_step
+    train_result.metrics["train_configured_steps"] = training_args.max_steps
     trainer.log_metrics("train", train_result.metrics)
     trainer.save_metrics("train", train_result.metrics)  # train_results.json: runtime, steps, loss
 

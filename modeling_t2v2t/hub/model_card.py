@@ -274,7 +274,7 @@ def _describe_data(entry) -> str:
 _CARD_HYPERPARAMETERS = (
     "num_frames", "eval_num_frames", "max_length", "per_device_train_batch_size", "gradient_accumulation_steps",
     "learning_rate", "lr_scheduler_type", "lr_scheduler_kwargs", "warmup_steps", "warmup_ratio", "weight_decay",
-    "num_train_epochs", "max_steps", "bf16", "fp16", "seed", "k_test", "metric_for_best_model",
+    "num_train_epochs", "max_steps", "max_train_minutes", "bf16", "fp16", "seed", "k_test", "metric_for_best_model",
 )
 
 
@@ -315,6 +315,10 @@ def training_section(training_config: dict | None, trainer_state: dict | None, c
         if step is not None:
             parts.append(f"Trained for {step} steps" + (f" ({epoch:.2f} epochs)" if isinstance(epoch, (int, float))
                                                         else "") + ".")
+        configured = (train_results or {}).get("train_configured_steps")
+        if isinstance(configured, int) and isinstance(step, int) and step < configured:
+            parts.append(f"The configuration asks for {configured}; its time limit (`max_train_minutes`) cut the run "
+                         f"to the steps that fit on the training machine.")
         best_step, best = trainer_state.get("best_global_step"), trainer_state.get("best_metric")
         if best_step is not None and isinstance(best, (int, float)):
             metric = (training_config or {}).get("metric_for_best_model") or "score"
