@@ -58,7 +58,8 @@ class TrainingDeadlineCallback(TrainerCallback):
     counted in steps because it scales with the machine's speed as the steps do). Every `check_every` steps
     it replans from the mean step time so far, including the data loading and any evaluation so far: `max_steps`
     shrinks to what fits, or grows back towards the configured `max_steps` once steps get faster (the first epoch
-    also fills the decoded-video cache). Each change is logged, the schedule follows it (`follow_new_length`), and
+    also fills the decoded-video cache). The first plan is logged as a warning and later changes of 2% of the
+    configured steps or more at info level; the schedule follows every change (`follow_new_length`), and
     all processes take the smallest plan, so that they stop together.
     """
 
@@ -71,7 +72,7 @@ class TrainingDeadlineCallback(TrainerCallback):
         self.reserve_steps = reserve_steps
         self.check_every = check_every
         self.configured_steps = None
-        self.first_plan = None
+        self.logged_plan = None
 
     def on_train_begin(self, args, state, control, **kwargs):
         lambda_schedule(self.trainer.lr_scheduler, args)  # refused before the first step, not at the first plan
@@ -95,12 +96,13 @@ class TrainingDeadlineCallback(TrainerCallback):
             planned = int(agreed.item())
         if planned == state.max_steps:
             return
-        if self.first_plan is None:
-            self.first_plan = planned
+        if self.logged_plan is None:
+            self.logged_plan = planned
             logger.warning("Training deadline: %d of the configured %d steps fit (%.2f s per step so far, %.0f s "
                            "kept for what follows the last step); the learning-rate schedule follows.", planned,
                            self.configured_steps, per_step, self.reserve_steps * per_step)
-        else:
+        elif abs(planned - self.logged_plan) >= max(1, 0.02 * self.configured_steps):  # log the larger changes
+            self.logged_plan = planned
             logger.info("Training deadline: now %d steps (%.2f s per step so far).", planned, per_step)
         state.max_steps = planned
         follow_new_length(self.trainer.lr_scheduler, args, planned)
