@@ -73,9 +73,10 @@ def test_the_callback_plans_from_the_measured_step_time(tmp_path, monkeypatch, c
     state, control = TrainerState(max_steps=100), TrainerControl()
     callback.on_train_begin(args, state, control)
 
-    def run_to(step, at):
-        for state.global_step in range(state.global_step + 1, step + 1):
-            clock[0] = at
+    def run_to(step, at):  # steps of equal length from now to `at`
+        first, begun = state.global_step, clock[0]
+        for state.global_step in range(first + 1, step + 1):
+            clock[0] = begun + (at - begun) * (state.global_step - first) / (step - first)
             callback.on_step_end(args, state, control)
 
     with caplog.at_level(logging.WARNING, logger="training.time_budget"):
@@ -91,6 +92,21 @@ def test_the_callback_plans_from_the_measured_step_time(tmp_path, monkeypatch, c
     state.global_step, clock[0] = 10, 1025.0
     far.on_step_end(args, state, control)
     assert state.max_steps == 100  # the configured steps fit: nothing changes
+    # Step 1 is planned from only when the deadline is that near: here 3 s left and 1 s steps.
+    near = TrainingDeadlineCallback(trainer, deadline=1103.0, reserve_steps=0, check_every=10)
+    state = TrainerState(max_steps=100)
+    clock[0] = 1100.0
+    near.on_train_begin(args, state, control)
+    state.global_step, clock[0] = 1, 1101.0
+    near.on_step_end(args, state, control)
+    assert state.max_steps == 3
+    slow_start = TrainingDeadlineCallback(trainer, deadline=1200.0, reserve_steps=0, check_every=10)
+    state = TrainerState(max_steps=100)
+    clock[0] = 1100.0
+    slow_start.on_train_begin(args, state, control)
+    state.global_step, clock[0] = 1, 1103.0  # a 3 s first step would plan 34 steps: not taken
+    slow_start.on_step_end(args, state, control)
+    assert state.max_steps == 100
 
 
 def test_limits_out_of_range_are_refused(capsys):

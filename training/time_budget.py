@@ -60,7 +60,8 @@ class TrainingDeadlineCallback(TrainerCallback):
     shrinks to what fits, or grows back towards the configured `max_steps` once steps get faster (the first epoch
     also fills the decoded-video cache). The first plan is logged as a warning and later changes of 2% of the
     configured steps or more at info level; the schedule follows every change (`follow_new_length`), and
-    all processes take the smallest plan, so that they stop together.
+    all processes take the smallest plan, so that they stop together. After step 1 a plan is taken only if the
+    deadline is so near that the run must end before the next check (a deadline already spent stops it at step 2).
     """
 
     def __init__(self, trainer, deadline: float, reserve_steps: float = 0.0, check_every: int = 10):
@@ -84,7 +85,7 @@ class TrainingDeadlineCallback(TrainerCallback):
 
     def on_step_end(self, args, state, control, **kwargs):
         done = state.global_step - self.start_step
-        if done % self.check_every and self.deadline > self.started:
+        if done != 1 and done % self.check_every:  # the same steps on every process (the plans are all-reduced)
             return
         now = time.time()
         per_step = (now - self.started) / done
@@ -94,6 +95,8 @@ class TrainingDeadlineCallback(TrainerCallback):
             agreed = torch.tensor([planned], device=args.device)
             dist.all_reduce(agreed, op=dist.ReduceOp.MIN)
             planned = int(agreed.item())
+        if done == 1 and planned > state.global_step + self.check_every:
+            return  # the first step (worker start-up, first decodes) is no measure: plan from later steps
         if planned == state.max_steps:
             return
         if self.logged_plan is None:
