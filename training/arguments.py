@@ -119,6 +119,10 @@ class ModelArguments:
     freeze_text_layers: int = field(default=0, metadata={
         "help": "Freeze the text embeddings and this many of the first text layers (only below fusion_layer, "
                 "i.e. text-only layers); 0 = train everything."})
+    frozen_text_cache_mb: int = field(default=0, metadata={
+        "help": "Memory (MB) for a memo of each caption's text-only features, reused when the caption comes back "
+                "(training.frozen_text_cache); needs the whole text-only stage frozen (freeze_text_layers equal to "
+                "fusion_layer) and its dropout off. 0 = off."})
     num_frames: int | None = field(default=None, metadata={"help": "Training frames per clip."})
     max_length: int = field(default=32, metadata={"help": "Caption length in tokens (VindLU: 32, paragraphs 64)."})
     trust_remote_code: bool = False
@@ -171,6 +175,8 @@ class ModelArguments:
                              "the vision_config of a video tower trained from scratch.")
         if self.freeze_text_layers < 0:
             raise ValueError(f"ModelArguments.freeze_text_layers={self.freeze_text_layers} must be >= 0.")
+        if self.frozen_text_cache_mb < 0:
+            raise ValueError(f"--frozen_text_cache_mb must be >= 0 (0 = off), got {self.frozen_text_cache_mb}.")
         if self.cpu_training_attention not in CPU_TRAINING_ATTENTION:
             raise ValueError(f"--cpu_training_attention must be one of {CPU_TRAINING_ATTENTION}, got "
                              f"{self.cpu_training_attention!r}.")

@@ -36,6 +36,7 @@ from training.cpu_allocator import log_allocator
 from training.cpu_precision import apply_cpu_bf16_policy, training_precision, usable_cpus
 from training.data_setup import (build_training_data, gallery_loaders, neighbour_regroup_callback, train_batch_sampler,
                                  training_collator, warn_shared_videos)
+from training.frozen_text_cache import FrozenTextStageCache
 from training.model_factory import load_model_and_processor
 from training.retrieval_trainer import RetrievalTrainer
 from training.time_budget import TrainingDeadlineCallback
@@ -161,6 +162,9 @@ def main(argv=None, pretraining: bool = False, description: str = DESCRIPTION, e
             # the vocabulary of a from-scratch model must hold the words training will see: cleaned captions
             captions=[clean_caption(caption, data_args.max_words) for caption in train_pairs["caption"]])
 
+    text_cache = None
+    if model_args.frozen_text_cache_mb:
+        text_cache = FrozenTextStageCache(model.base_model.text_model, model_args.frozen_text_cache_mb).install()
     check_labelled_negatives(data_args, model.config)
     check_contrast_captions(data_args, model.config)
 
@@ -185,6 +189,10 @@ def main(argv=None, pretraining: bool = False, description: str = DESCRIPTION, e
         trainer.add_callback(TrainingDeadlineCallback(trainer, started + 60 * model_args.max_train_minutes,
                                                       reserve_steps=model_args.train_time_reserve_steps))
     train_result = trainer.train(resume_from_checkpoint=resume)
+    if text_cache is not None:
+        text_cache.uninstall()
+        logger.info("Frozen text-stage cache: %d captions (%.0f MB); %d rows read from it, %d computed.",
+                    len(text_cache.memo), text_cache.stored_bytes / 2**20, text_cache.hits, text_cache.misses)
     train_result.metrics["train_precision"] = training_precision(training_args)  # after --cpu_bf16_needs_amx
     # Steps run against steps configured: fewer when --max_train_minutes cut the run.
     train_result.metrics["train_steps"] = train_result.global_step
