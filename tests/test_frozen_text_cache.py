@@ -88,6 +88,18 @@ def test_a_full_memo_keeps_what_it_holds_computes_the_rest_and_says_so_once(capl
     assert sum("text-stage cache is full (2 captions" in record.message for record in caplog.records) == 1
 
 
+def test_features_keep_the_dtype_of_the_stage():
+    model = frozen_model().to(torch.bfloat16)
+    inputs = tiny_inputs(model.config, batch=3)
+    ids, mask = inputs["input_ids"], inputs["attention_mask"]
+    expected = model.text_model.encode_text(ids, mask)
+    FrozenTextStageCache(model.text_model, max_mb=1).install()
+    for _ in range(2):  # computed, then read from the memo
+        got = model.text_model.encode_text(ids, mask)
+        assert got.dtype == expected.dtype == torch.bfloat16
+        torch.testing.assert_close(got[mask.bool()], expected[mask.bool()])
+
+
 def test_a_mask_that_is_not_right_padding_is_computed_as_given():
     model = frozen_model()
     inputs = tiny_inputs(model.config, batch=2)

@@ -4,7 +4,7 @@ A memo of the text tower's frozen text-only stage, for training.
 When the text embeddings and every text-only layer (those below `fusion_layer`) are frozen and dropout there is 0,
 the text-only features of a caption (`T2V2TTextTransformer.encode_text`) are a fixed function of its token ids:
 computing them again each time the caption comes back in a batch repeats the same work. `FrozenTextStageCache` keeps
-each caption's features (its real tokens only, float32) the first time they are computed and assembles later
+each caption's features (its real tokens only, in the stage's dtype) the first time they are computed and assembles later
 batches from the memo; the trained parts above (the text projection, the fusion layers) run as before. On the
 quickstart the text-only stage was about a third of a CPU training step.
 
@@ -64,7 +64,7 @@ class FrozenTextStageCache:
         lengths = attention_mask.sum(dim=1)
         positions = torch.arange(input_ids.shape[1], device=attention_mask.device)
         right_padded = bool(((positions < lengths[:, None]) == attention_mask.bool()).all())
-        if not right_padded:  # a key needs the caption's tokens as one prefix; other masks are computed as is
+        if not right_padded or not len(input_ids):  # a key needs the caption's tokens as one prefix
             with torch.no_grad():
                 return self.compute(input_ids, attention_mask, token_type_ids)
         keys = self._keys(input_ids, lengths, token_type_ids)
@@ -73,10 +73,9 @@ class FrozenTextStageCache:
             if missing else {}
         self.hits += len(keys) - len(missing)
         self.misses += len(missing)
-        width = self.text_model.config.hidden_size
-        states = input_ids.new_zeros((len(keys), input_ids.shape[1], width), dtype=torch.float32)
-        for row, key in enumerate(keys):
-            stored = self.memo[key] if key in self.memo else unstored[key]
+        rows = [self.memo[key] if key in self.memo else unstored[key] for key in keys]
+        states = rows[0].new_zeros((len(rows), input_ids.shape[1], rows[0].shape[-1]))
+        for row, stored in enumerate(rows):
             states[row, :len(stored)] = stored
         return states
 
@@ -89,7 +88,7 @@ class FrozenTextStageCache:
                                     None if token_type_ids is None else token_type_ids[index, :longest])
         unstored = {}
         for position, row in enumerate(missing):
-            features = computed[position, :int(lengths[row])].float().clone()
+            features = computed[position, :int(lengths[row])].clone()
             size = features.numel() * features.element_size()
             if self.stored_bytes + size <= self.max_bytes:
                 self.memo[keys[row]] = features
