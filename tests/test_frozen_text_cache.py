@@ -136,3 +136,37 @@ def test_finetune_trains_through_the_memo_and_reports_it(tmp_path, caplog):
     assert "encode_text" not in trainer.model.text_model.__dict__  # removed after training
     report = [record.message for record in caplog.records if "Frozen text-stage cache" in record.message]
     assert len(report) == 1 and " 0 rows read from it" not in report[0], report
+
+
+@pytest.mark.parametrize("model_type", ["xpool", "cret"])
+def test_xpool_and_cret_train_through_the_memo_with_the_same_loss_and_gradients(model_type):
+    # The ablation memoises every method's frozen text tower; X-Pool and CRET read token states too (X-Pool's pooled
+    # caption, CRET's token adapter), so their step must not see the memo's zeros at padded positions.
+    from test_cret import tiny_cret_config
+    from test_xpool import tiny_xpool_config
+
+    from modeling_t2v2t import CRETModel, XPoolModel
+    torch.manual_seed(0)
+    text = {"hidden_dropout_prob": 0.0, "attention_probs_dropout_prob": 0.0}
+    model = (XPoolModel(tiny_xpool_config(text_config={**tiny_config().text_config.to_dict(), **text}))
+             if model_type == "xpool" else
+             CRETModel(tiny_cret_config(text_config={**tiny_config().text_config.to_dict(), **text}))).train()
+    freeze_text_layers(model, model.text_model.fusion_layer)
+    inputs = {**tiny_inputs(tiny_config(), batch=4), "return_loss": True}
+
+    def loss_and_grads():
+        torch.manual_seed(1)
+        model.zero_grad()
+        loss = model(**inputs).loss
+        loss.backward()
+        return loss.detach(), {name: p.grad.clone() for name, p in model.named_parameters() if p.grad is not None}
+
+    loss, grads = loss_and_grads()
+    cache = FrozenTextStageCache(model.text_model, max_mb=1).install()
+    for _ in range(2):  # fills the memo, then reads it
+        cached_loss, cached_grads = loss_and_grads()
+        torch.testing.assert_close(cached_loss, loss, rtol=1e-5, atol=1e-6)
+        assert cached_grads.keys() == grads.keys() and not any(name.startswith("text_model.") for name in grads)
+        for name in grads:
+            torch.testing.assert_close(cached_grads[name], grads[name], rtol=1e-4, atol=1e-6)
+    assert (cache.hits, cache.misses) == (4, 4)
