@@ -23,6 +23,15 @@ def frozen_model(fusion_layer: int = 2, **overrides) -> T2V2TModel:
     return model
 
 
+def loss_and_grads(model, inputs):
+    """One training step's loss and every parameter gradient (the same VTM negatives each time)."""
+    torch.manual_seed(1)
+    model.zero_grad()
+    loss = model(**inputs).loss
+    loss.backward()
+    return loss.detach(), {name: p.grad.clone() for name, p in model.named_parameters() if p.grad is not None}
+
+
 def test_cached_features_equal_the_computed_ones_and_each_caption_is_computed_once():
     model = frozen_model()
     inputs = tiny_inputs(model.config, batch=4)
@@ -52,17 +61,10 @@ def test_a_training_step_through_the_memo_has_the_same_loss_and_gradients():
     model = frozen_model(vtm_hard_negatives=False)
     inputs = {**tiny_inputs(model.config, batch=4), "return_loss": True}
 
-    def loss_and_grads():
-        torch.manual_seed(1)  # the same VTM negatives
-        model.zero_grad()
-        loss = model(**inputs).loss
-        loss.backward()
-        return loss.detach(), {name: p.grad.clone() for name, p in model.named_parameters() if p.grad is not None}
-
-    loss, grads = loss_and_grads()
+    loss, grads = loss_and_grads(model, inputs)
     cache = FrozenTextStageCache(model.text_model, max_mb=1).install()
     for _ in range(2):  # the first step fills the memo, the second reads it
-        cached_loss, cached_grads = loss_and_grads()
+        cached_loss, cached_grads = loss_and_grads(model, inputs)
         torch.testing.assert_close(cached_loss, loss, rtol=1e-5, atol=1e-6)
         assert cached_grads.keys() == grads.keys()
         assert not any(name.startswith(("text_model.embeddings", "text_model.encoder.layer.0.",
@@ -154,17 +156,10 @@ def test_xpool_and_cret_train_through_the_memo_with_the_same_loss_and_gradients(
     freeze_text_layers(model, model.text_model.fusion_layer)
     inputs = {**tiny_inputs(tiny_config(), batch=4), "return_loss": True}
 
-    def loss_and_grads():
-        torch.manual_seed(1)
-        model.zero_grad()
-        loss = model(**inputs).loss
-        loss.backward()
-        return loss.detach(), {name: p.grad.clone() for name, p in model.named_parameters() if p.grad is not None}
-
-    loss, grads = loss_and_grads()
+    loss, grads = loss_and_grads(model, inputs)
     cache = FrozenTextStageCache(model.text_model, max_mb=1).install()
     for _ in range(2):  # fills the memo, then reads it
-        cached_loss, cached_grads = loss_and_grads()
+        cached_loss, cached_grads = loss_and_grads(model, inputs)
         torch.testing.assert_close(cached_loss, loss, rtol=1e-5, atol=1e-6)
         assert cached_grads.keys() == grads.keys() and not any(name.startswith("text_model.") for name in grads)
         for name in grads:
