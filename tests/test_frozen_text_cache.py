@@ -6,10 +6,12 @@ import logging
 
 import pytest
 import torch
+from test_cret import tiny_cret_config
 from test_quickstart_script import tiny_quickstart_config
+from test_xpool import tiny_xpool_config
 from tiny_models import tiny_config, tiny_inputs
 
-from modeling_t2v2t import T2V2TModel
+from modeling_t2v2t import CRETModel, T2V2TModel, XPoolModel
 from training import finetune
 from training.frozen_text_cache import FrozenTextStageCache
 from training.model_factory import freeze_text_layers
@@ -144,15 +146,10 @@ def test_finetune_trains_through_the_memo_and_reports_it(tmp_path, caplog):
 def test_xpool_and_cret_train_through_the_memo_with_the_same_loss_and_gradients(model_type):
     # The ablation memoises every method's frozen text tower; X-Pool and CRET read token states too (X-Pool's pooled
     # caption, CRET's token adapter), so their step must not see the memo's zeros at padded positions.
-    from test_cret import tiny_cret_config
-    from test_xpool import tiny_xpool_config
-
-    from modeling_t2v2t import CRETModel, XPoolModel
     torch.manual_seed(0)
-    text = {"hidden_dropout_prob": 0.0, "attention_probs_dropout_prob": 0.0}
-    model = (XPoolModel(tiny_xpool_config(text_config={**tiny_config().text_config.to_dict(), **text}))
-             if model_type == "xpool" else
-             CRETModel(tiny_cret_config(text_config={**tiny_config().text_config.to_dict(), **text}))).train()
+    text = {**tiny_config().text_config.to_dict(), "hidden_dropout_prob": 0.0, "attention_probs_dropout_prob": 0.0}
+    model_class, config = (XPoolModel, tiny_xpool_config) if model_type == "xpool" else (CRETModel, tiny_cret_config)
+    model = model_class(config(text_config=text)).train()
     freeze_text_layers(model, model.text_model.fusion_layer)
     inputs = {**tiny_inputs(tiny_config(), batch=4), "return_loss": True}
 
