@@ -219,10 +219,11 @@ def difference(low: float, high: float) -> PairedDifference:
 @pytest.mark.parametrize("low, high, verdict", [(1.0, 3.0, "supported"), (-3.0, -1.0, "contradicted"),
                                                 (-1.0, 2.0, "not decided")])
 def test_the_claims_paragraph_is_written_from_the_decisions(low, high, verdict):
-    labels = {"t2v2t_self": "T2V2T", "vindlu": "VindLU", "t2v2t_null": "null"}
-    paper, design = ablation_report.COMPARISONS[0], ablation_report.COMPARISONS[2]
+    labels = {"t2v2t_self": "T2V2T", "vindlu": "VindLU", "t2v2t_null": "null", "xpool": "X-Pool",
+              "dual_encoder": "dual"}
+    paper, design, xpool = (ablation_report.COMPARISONS[i] for i in (0, 2, 4))
     made = [ablation_report.Comparison(spec, spec.a, spec.b, [0, 1, 2], difference(low, high), difference(-5, 5))
-            for spec in (paper, design)]
+            for spec in (paper, design, xpool)]
     missing = ablation_report.Comparison(ablation_report.COMPARISONS[3], None, "dual_encoder",
                                          reason="no runs of a joint model")
     text = ablation_report.claims_paragraph([*made, missing], labels)
@@ -230,6 +231,10 @@ def test_the_claims_paragraph_is_written_from_the_decisions(low, high, verdict):
     favoured = {"supported": "the benchmark favours T2V2T", "contradicted": "the benchmark favours null",
                 "not decided": "the benchmark does not settle it"}[verdict]
     assert f"this implementation's default: {design.claim}: **{verdict}**; {favoured}" in text
+    favoured = {"supported": "the benchmark favours X-Pool", "contradicted": "the benchmark favours dual",
+                "not decided": "the benchmark does not settle it"}[verdict]
+    assert (f"Not a claim of the paper but X-Pool's from-scratch recipe (no pooling dropout, pooling at lr 1e-5): "
+            f"{xpool.claim}: **{verdict}**; {favoured}") in text
     assert "**not tested (no runs of a joint model)**" in text
 
 
