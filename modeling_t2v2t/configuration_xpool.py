@@ -41,7 +41,9 @@ class XPoolConfig(PreTrainedConfig):
             raises).
         text_pooling (`str`, defaults to `"cls"`): the text tower's sentence feature, as `T2V2TConfig.text_pooling`:
             `"cls"` ([CLS]) or `"mean"` (mean over real tokens); towers only (CLIP has its own pooled text feature).
-        num_attention_heads (`int`, defaults to 1): heads of the pooling attention (X-Pool uses 1).
+        num_attention_heads (`int`, defaults to 1): heads of the pooling attention (X-Pool's `num_mha_heads`; 1 is
+            its CLIP setting). The synthetic ablation uses 8 on its from-scratch video tower, chosen among 1, 4 and 8
+            on validation (`results/xpool_from_scratch.md`).
         pooling_dropout (`float`, defaults to 0.3): dropout of the pooling's residual linear layer (X-Pool's
             `transformer_dropout`), drawn for every (text, video) pair, so it is noise on each score. 0.3 is X-Pool's
             setting for pretrained CLIP towers, whose frame features already tell videos apart. It does not fit

@@ -1,8 +1,9 @@
 """X-Pool (Gorti et al., CVPR 2022): text-conditioned attention pooling of frame embeddings, as in its public code.
 
 A caption attends over a video's frames: with a shared LayerNorm on the text feature t and the frame features F,
-`q = Wq·t`, `K = Wk·F`, `V = Wv·F` (one head, identity-initialised weights, zero biases), attention
-`softmax(K·q/√d)` over the frames, `a = LN(out_proj(Vᵀ·attention))`, then `LN(a + Dropout(W·a))`. That gives one
+`q = Wq·t`, `K = Wk·F`, `V = Wv·F` (identity-initialised weights, zero biases), attention `softmax(K·q/√d)` over the
+frames (with `num_attention_heads` > 1, per head on slices of width d, the heads' outputs side by side, as X-Pool's
+`MultiHeadedAttention`), `a = LN(out_proj(Vᵀ·attention))`, then `LN(a + Dropout(W·a))`. That gives one
 pooled video embedding per (text, video) pair; the score is its cosine with the raw text feature, trained with a
 symmetric InfoNCE scaled by CLIP's logit scale (kept at most ln 100 by clamping the parameter, as X-Pool does,
 so it keeps its gradient).

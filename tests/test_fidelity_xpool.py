@@ -1,13 +1,15 @@
-"""X-Pool as its public code trains and feeds it (github.com/layer6ai-labs/xpool): the logit scale keeps its gradient
-above ln 100 (X-Pool clamps the parameter after each optimizer step, trainer/trainer.py), and on a CLIP backbone
-frames are preprocessed exactly as CLIP's own image processor does (shortest-edge resize, centre crop, CLIP's
-mean/std), not squashed to a square."""
+"""X-Pool as its public code trains and feeds it (github.com/layer6ai-labs/xpool): the pooling computes X-Pool's
+`Transformer` (modules/transformer.py) with any number of heads, the logit scale keeps its gradient above ln 100
+(X-Pool clamps the parameter after each optimizer step, trainer/trainer.py), and on a CLIP backbone frames are
+preprocessed exactly as CLIP's own image processor does (shortest-edge resize, centre crop, CLIP's mean/std), not
+squashed to a square."""
 
 import math
 
 import numpy as np
 import pytest
 import torch
+import torch.nn.functional as F
 from test_xpool import clip_folder, tiny_xpool  # noqa: F401  (fixture)
 from tiny_models import tiny_inputs
 from transformers import CLIPImageProcessor
@@ -25,6 +27,45 @@ def xpool_on(backbone, folder):
     model, _ = load_model_and_processor(ModelArguments(clip_model_name_or_path=str(folder), num_frames=3,
                                                        max_length=24), pretraining=False)
     return model
+
+
+def xpool_pooling_written_out(pooling, text, frames):
+    """X-Pool's pooling for one caption and one video, as its `Transformer.forward` and `MultiHeadedAttention` compute
+    it, one head at a time: LayerNorm 1 on the caption and on each frame, head h's query q_h and keys/values (k_fh,
+    v_fh) the h-th slice of the projections, weights softmax_f(k_fh . q_h / sqrt(head_dim)), the heads' weighted
+    values side by side through out_proj, LayerNorm 2, then LayerNorm 3 of (a + linear_proj(a))."""
+    def layer_norm(x, module):
+        return F.layer_norm(x, x.shape[-1:], module.weight, module.bias, module.eps)
+
+    def linear(x, module):
+        return x @ module.weight.T + module.bias
+
+    heads, head_dim = pooling.num_heads, pooling.head_dim
+    text, frames = layer_norm(text, pooling.layer_norm1), layer_norm(frames, pooling.layer_norm1)
+    query, keys, values = linear(text, pooling.q_proj), linear(frames, pooling.k_proj), linear(frames, pooling.v_proj)
+    per_head = []
+    for head in range(heads):
+        part = slice(head * head_dim, (head + 1) * head_dim)
+        weights = torch.softmax(keys[:, part] @ query[part] / math.sqrt(head_dim), dim=0)  # over the frames
+        per_head.append(weights @ values[:, part])
+    attended = layer_norm(linear(torch.cat(per_head), pooling.out_proj), pooling.layer_norm2)
+    return layer_norm(attended + linear(attended, pooling.linear_proj), pooling.layer_norm3)
+
+
+@pytest.mark.parametrize("heads", [1, 2, 4, 8])
+def test_pooling_is_xpools_transformer_with_any_number_of_heads(heads):
+    """Random (not identity) weights, so every projection, LayerNorm and the head split matter."""
+    pooling = tiny_xpool(num_attention_heads=heads).pooling
+    generator = torch.Generator().manual_seed(heads)
+    with torch.no_grad():
+        for parameter in pooling.parameters():
+            parameter.copy_(parameter + 0.3 * torch.randn(parameter.shape, generator=generator))
+        texts, frames = torch.randn(3, 16, generator=generator), torch.randn(2, 5, 16, generator=generator)
+        pooled, _ = pooling(texts, *pooling.keys_values(frames))
+        expected = torch.stack([torch.stack([xpool_pooling_written_out(pooling, text, video) for video in frames])
+                                for text in texts])
+    assert pooled.shape == (3, 2, 16)
+    torch.testing.assert_close(pooled, expected, rtol=0, atol=1e-5)
 
 
 @pytest.mark.parametrize("backbone", ["towers", "clip"])
