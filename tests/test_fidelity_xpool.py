@@ -9,7 +9,6 @@ import math
 import numpy as np
 import pytest
 import torch
-import torch.nn.functional as F
 from test_xpool import clip_folder, tiny_xpool  # noqa: F401  (fixture)
 from tiny_models import tiny_inputs
 from transformers import CLIPImageProcessor
@@ -34,22 +33,16 @@ def xpool_pooling_written_out(pooling, text, frames):
     it, one head at a time: LayerNorm 1 on the caption and on each frame, head h's query q_h and keys/values (k_fh,
     v_fh) the h-th slice of the projections, weights softmax_f(k_fh . q_h / sqrt(head_dim)), the heads' weighted
     values side by side through out_proj, LayerNorm 2, then LayerNorm 3 of (a + linear_proj(a))."""
-    def layer_norm(x, module):
-        return F.layer_norm(x, x.shape[-1:], module.weight, module.bias, module.eps)
-
-    def linear(x, module):
-        return x @ module.weight.T + module.bias
-
     heads, head_dim = pooling.num_heads, pooling.head_dim
-    text, frames = layer_norm(text, pooling.layer_norm1), layer_norm(frames, pooling.layer_norm1)
-    query, keys, values = linear(text, pooling.q_proj), linear(frames, pooling.k_proj), linear(frames, pooling.v_proj)
+    text, frames = pooling.layer_norm1(text), pooling.layer_norm1(frames)
+    query, keys, values = pooling.q_proj(text), pooling.k_proj(frames), pooling.v_proj(frames)
     per_head = []
     for head in range(heads):
         part = slice(head * head_dim, (head + 1) * head_dim)
         weights = torch.softmax(keys[:, part] @ query[part] / math.sqrt(head_dim), dim=0)  # over the frames
         per_head.append(weights @ values[:, part])
-    attended = layer_norm(linear(torch.cat(per_head), pooling.out_proj), pooling.layer_norm2)
-    return layer_norm(attended + linear(attended, pooling.linear_proj), pooling.layer_norm3)
+    attended = pooling.layer_norm2(pooling.out_proj(torch.cat(per_head)))
+    return pooling.layer_norm3(attended + pooling.linear_proj(attended))
 
 
 @pytest.mark.parametrize("heads", [1, 2, 4, 8])
